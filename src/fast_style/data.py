@@ -1,0 +1,274 @@
+"""Training photos: a LightningDataModule over a folder, a (streamed) Hugging Face dataset, or a
+packed uint8 dataset made by ``scripts/prepare_data.py``.
+
+Batches are ``{"images": uint8 (B, 3, S, S), "skipped": [descriptions of undecodable files]}``:
+uint8 keeps worker->trainer traffic 4x smaller than float; the module converts to [0, 1] on the
+device. A file that cannot be decoded is skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from fast_style.errors import FastStyleError
+from fast_style.images import decode_rgb, list_images
+
+SOURCES = ("hub", "folder", "packed")
+
+
+def resize_crop(image: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
+    """Resize the shorter side to ``size`` and crop a ``size`` square -> uint8 ``(3, size, size)``.
+
+    ``rng=None`` takes the centre crop (deterministic), otherwise a random crop.
+    """
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if rng is None:
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+    else:
+        left, top = rng.randint(0, new_w - size), rng.randint(0, new_h - size)
+    array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def decode_photo(source: Any) -> Image.Image:
+    """A path, raw bytes, a PIL image or a HF ``Image`` feature dict -> RGB PIL image (raises on bad data)."""
+    if isinstance(source, dict):  # HF Image(decode=False): {"bytes": ..., "path": ...}
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    if isinstance(source, Image.Image):
+        return decode_rgb(source)
+    with Image.open(source) as image:
+        image.load()
+        if min(image.size) < 1:
+            raise ValueError("empty image")
+        return decode_rgb(image)
+
+
+class FolderPhotos(Dataset):
+    """Map-style dataset over image files; ``None`` for a file that cannot be decoded."""
+
+    def __init__(self, files: list[Path], image_size: int, random_crop: bool = True) -> None:
+        self.files, self.image_size, self.random_crop = files, image_size, random_crop
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor | str:
+        path = self.files[index]
+        try:
+            return resize_crop(decode_photo(path), self.image_size, random.Random() if self.random_crop else None)
+        except Exception as exc:  # broken file: report it, keep training
+            return f"{path} ({type(exc).__name__})"
+
+
+class StreamedPhotos(IterableDataset):
+    """Iterates a Hugging Face (streaming) dataset; HF shards it across DataLoader workers itself."""
+
+    def __init__(self, hf_dataset, image_column: str, image_size: int, seed: int = 0) -> None:
+        self.hf_dataset, self.image_column, self.image_size, self.seed = hf_dataset, image_column, image_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.hf_dataset, "set_epoch"):
+            self.hf_dataset.set_epoch(epoch)
+
+    def __iter__(self):
+        worker = get_worker_info()
+        rng = random.Random(hash((self.seed, self.epoch, worker.id if worker else -1)))
+        for index, example in enumerate(self.hf_dataset):
+            try:
+                yield resize_crop(decode_photo(example[self.image_column]), self.image_size, rng)
+            except Exception as exc:
+                yield f"example {index} of the stream ({type(exc).__name__})"
+
+
+def collate_photos(items: list[torch.Tensor | str]) -> dict[str, Any]:
+    """Stack the decoded images; list the failures (strings) instead of crashing."""
+    images = [item for item in items if isinstance(item, torch.Tensor)]
+    skipped = [item for item in items if isinstance(item, str)]
+    stacked = torch.stack(images) if images else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    return {"images": stacked, "skipped": skipped}
+
+
+class PhotoDataModule(L.LightningDataModule):
+    """Content photos for training.
+
+    Args:
+        source: ``hub`` (``datasets.load_dataset(path, name, split, data_files, streaming)``, e.g.
+            COCO streamed from the Hub, or local parquet/image files through the same call),
+            ``folder`` (every image under ``root``) or ``packed`` (``scripts/prepare_data.py`` output at ``path``).
+        image_size: side of the square training crops (pixels).
+        batch_size: images per step per device.
+    """
+
+    def __init__(
+        self,
+        source: str = "hub",
+        image_size: int = 256,
+        batch_size: int = 4,
+        num_workers: int = 4,
+        root: str | None = None,
+        path: str | None = None,
+        name: str | None = None,
+        split: str = "train",
+        data_files: Any = None,
+        image_column: str = "image",
+        streaming: bool = True,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        num_samples: int = 4,
+    ) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise FastStyleError(f"data.source={source!r} is unknown: use one of {', '.join(SOURCES)}")
+        self.source, self.image_size, self.batch_size, self.num_workers = source, image_size, batch_size, num_workers
+        self.root, self.path, self.name, self.split, self.data_files = root, path, name, split, data_files
+        self.image_column, self.streaming, self.shuffle_buffer, self.seed = (
+            image_column,
+            streaming,
+            shuffle_buffer,
+            seed,
+        )
+        self.num_samples = num_samples
+        self.dataset: Dataset | IterableDataset | None = None
+
+    # -- building -----------------------------------------------------------------------------
+    def _folder_files(self) -> list[Path]:
+        if not self.root:
+            raise FastStyleError("data=folder needs data.root=/path/to/photos")
+        root = Path(self.root).expanduser()
+        if not root.is_dir():
+            raise FastStyleError(
+                f"data.root={root} is not a folder: point it at a folder of photos (e.g. COCO train2014)"
+            )
+        files = list_images(root)
+        if not files:
+            raise FastStyleError(f"data.root={root} holds no image files (.jpg, .png, ...): add photos or fix the path")
+        return files
+
+    def _hub_dataset(self, rank: int = 0, world_size: int = 1):
+        import datasets
+
+        if not self.path:
+            raise FastStyleError(
+                "data.source=hub needs data.path (a Hub dataset id such as detection-datasets/coco, or 'parquet' with data.data_files)"
+            )
+        try:
+            hf = datasets.load_dataset(
+                self.path, self.name, split=self.split, data_files=self.data_files, streaming=self.streaming
+            )
+        except Exception as exc:
+            raise FastStyleError(
+                f"could not open dataset {self.path!r} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+                "check the network or use data=folder data.root=/path/to/photos"
+            ) from exc
+        if self.image_column not in (hf.column_names or [self.image_column]):
+            raise FastStyleError(
+                f"dataset {self.path!r} has no column {self.image_column!r} (columns: {hf.column_names}): set data.image_column"
+            )
+        if isinstance(hf.features, dict) and self.image_column in hf.features:
+            hf = hf.cast_column(self.image_column, datasets.Image(decode=False))  # we decode, robustly
+        if world_size > 1:
+            from datasets.distributed import split_dataset_by_node
+
+            hf = split_dataset_by_node(hf, rank=rank, world_size=world_size)
+        if self.streaming:
+            hf = hf.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+        return hf
+
+    def _packed_dataset(self):
+        from fast_style.packed import PackedPhotos
+
+        return PackedPhotos(self.path, self.image_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if self.source == "folder":
+            self.dataset = FolderPhotos(self._folder_files(), self.image_size)
+        elif self.source == "packed":
+            self.dataset = self._packed_dataset()
+        else:
+            hf = self._hub_dataset(rank, world)
+            if isinstance(hf, torch.utils.data.IterableDataset) or not hasattr(hf, "__len__"):
+                self.dataset = StreamedPhotos(hf, self.image_column, self.image_size, self.seed)
+            else:  # a non-streamed HF dataset is map-style: random access, distributed sampler
+                self.dataset = _MapHFPhotos(hf, self.image_column, self.image_size)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        iterable = isinstance(self.dataset, IterableDataset)
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=not iterable,
+            num_workers=self.num_workers,
+            collate_fn=collate_photos,
+            drop_last=not iterable,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def sample_images(self) -> torch.Tensor:
+        """Fixed centre crops ``uint8 (N, 3, S, S)`` of the first decodable photos, for visual checks."""
+        if self.source == "folder":
+            files = self._folder_files()
+            stride = max(1, len(files) // max(1, self.num_samples))  # spread over the folder
+            files = files[::stride] + [f for i, f in enumerate(files) if i % stride]
+            photos = FolderPhotos(files, self.image_size, random_crop=False)
+            candidates = (photos[i] for i in range(len(files)))
+        elif self.source == "packed":
+            dataset = self._packed_dataset()
+            candidates = (dataset[i] for i in range(min(len(dataset), self.num_samples)))
+        else:
+            hf = self._hub_dataset()
+            candidates = (
+                _decode_or_none(example[self.image_column], self.image_size)
+                for example in hf.take(4 * self.num_samples)
+            )
+        images = []
+        for item in candidates:
+            if isinstance(item, torch.Tensor):
+                images.append(item)
+            if len(images) == self.num_samples:
+                break
+        return torch.stack(images) if images else torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
+
+
+def _decode_or_none(source: Any, size: int) -> torch.Tensor | None:
+    try:
+        return resize_crop(decode_photo(source), size, None)
+    except Exception:
+        return None
+
+
+class _MapHFPhotos(Dataset):
+    def __init__(self, hf_dataset, image_column: str, image_size: int) -> None:
+        self.hf_dataset, self.image_column, self.image_size = hf_dataset, image_column, image_size
+
+    def __len__(self) -> int:
+        return len(self.hf_dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor | str:
+        try:
+            return resize_crop(
+                decode_photo(self.hf_dataset[index][self.image_column]), self.image_size, random.Random()
+            )
+        except Exception as exc:
+            return f"example {index} ({type(exc).__name__})"

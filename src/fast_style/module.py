@@ -1,0 +1,131 @@
+"""LightningModule: trains a TransformerNet against a frozen PerceptualLoss."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import lightning as L
+import torch
+
+from fast_style.networks import TransformerNet, strip_compile_prefix
+from fast_style.perceptual import PerceptualLoss
+
+CHECKPOINT_KEY = "fast_style"  # our self-description inside every Lightning checkpoint
+FORMAT_VERSION = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class StyleTransferModule(L.LightningModule):
+    """Johnson-style training.
+
+    Args:
+        net: the transformer net being trained.
+        loss: the perceptual loss (holds the frozen VGG and the style Grams).
+        optimizer: a partial ``torch.optim`` constructor taking the parameters (Hydra ``_partial_``).
+        scheduler: optional partial LR scheduler constructor taking the optimizer (stepped per step).
+        metadata: plain data saved in every checkpoint (style name, config) next to the model config.
+        channels_last: keep both nets and the batches in NHWC, which is faster on GPUs and AMX CPUs.
+    """
+
+    def __init__(
+        self,
+        net: TransformerNet,
+        loss: PerceptualLoss,
+        optimizer: partial | None = None,
+        scheduler: partial | None = None,
+        metadata: dict[str, Any] | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer or partial(torch.optim.Adam, lr=1e-3)
+        self.scheduler_factory = scheduler
+        self.metadata = dict(metadata or {})
+        self.channels_last = channels_last
+        self.compile = compile
+        self.skipped_files: set[str] = set()
+        # The VGG and the style Grams are rebuilt from the config: keep them out of checkpoints.
+        self.strict_loading = False
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.loss.to(memory_format=torch.channels_last)
+        # What runs the forward passes: the modules themselves or torch.compile wrappers sharing
+        # their parameters. Set through __dict__ so the wrappers are not registered as submodules
+        # (their "_orig_mod." keys would double every checkpoint).
+        self.__dict__["_net_fn"] = torch.compile(self.net) if compile else self.net
+        self.__dict__["_loss_fn"] = torch.compile(self.loss) if compile else self.loss
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> stylized, same shape, unclamped [0, 1] scale."""
+        return self._net_fn(images)
+
+    def _to_unit_float(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        for item in batch.get("skipped", ()):
+            if item not in self.skipped_files:
+                self.skipped_files.add(item)
+                self.print(f"skipped an unreadable image: {item}")
+        self.log("data/skipped_files", float(len(self.skipped_files)), on_step=True)
+        # ModelCheckpoint(monitor="global_step", mode="max") keeps the newest K periodic checkpoints.
+        self.log("global_step", float(self.global_step), on_step=True)
+        images = batch["images"]
+        if images.numel() == 0:
+            return None  # every image of this batch was unreadable
+        content = self._to_unit_float(images)
+        stylized = self._net_fn(content)
+        terms = self._loss_fn(stylized, content)
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise NonFiniteLossError(
+                    f"non-finite {name} loss ({value.item()}) at step {self.global_step}: lower the learning rate "
+                    "or loss weights, or use trainer.precision=bf16-mixed/32 instead of 16-mixed"
+                )
+        batch_size = content.shape[0]
+        self.log_dict({f"loss/{k}": v for k, v in terms.items()}, on_step=True, prog_bar=True, batch_size=batch_size)
+        return terms["total"]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {
+            key: value
+            for key, value in strip_compile_prefix(checkpoint["state_dict"]).items()
+            if key.startswith("net.")
+        }
+        checkpoint[CHECKPOINT_KEY] = {
+            "format_version": FORMAT_VERSION,
+            "model": dict(self.net.config),
+            **self.metadata,
+            "skipped_files": len(self.skipped_files),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = strip_compile_prefix(checkpoint["state_dict"])
+
+
+def lr_warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.1):
+    """Linear warm-up then cosine decay to ``min_ratio`` of the base LR (per step)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

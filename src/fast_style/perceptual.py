@@ -1,0 +1,220 @@
+"""Perceptual loss: a frozen VGG feature extractor, Gram matrices, content/style/TV terms.
+
+Input scale: every function here takes RGB images ``(B, 3, H, W)`` on the [0, 1] scale; the VGG
+wrapper applies ImageNet mean/std normalization itself, exactly as torchvision's weights expect.
+Gram matrices and every loss are computed in fp32 even under autocast: fp16 Grams overflow
+(sums of H*W products of large activations) and bf16 ones lose the precision the loss needs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from fast_style.errors import FastStyleError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ARCHITECTURES = ("vgg16", "vgg19")
+
+
+def vgg_layer_names(features: nn.Sequential) -> list[str]:
+    """Name every module of a torchvision VGG ``features`` stack: conv1_1, relu1_1, ..., pool5."""
+    names, block, index = [], 1, 1
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            names.append(f"conv{block}_{index}")
+        elif isinstance(module, nn.ReLU):
+            names.append(f"relu{block}_{index}")
+            index += 1
+        elif isinstance(module, nn.MaxPool2d):
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+        else:  # pragma: no cover - torchvision's VGG has nothing else
+            names.append(type(module).__name__.lower())
+    return names
+
+
+def known_layer_names(arch: str) -> list[str]:
+    """Layer names accepted for ``arch`` (no weights are loaded)."""
+    return vgg_layer_names(_vgg_features(arch, weights=None))
+
+
+def _vgg_features(arch: str, weights) -> nn.Sequential:
+    if arch not in ARCHITECTURES:
+        raise FastStyleError(f"perceptual.arch={arch!r} is not supported: use one of {', '.join(ARCHITECTURES)}")
+    return getattr(torchvision.models, arch)(weights=weights).features
+
+
+def load_vgg_features(arch: str, weights: str) -> nn.Sequential:
+    """Build torchvision's VGG ``features`` and load weights.
+
+    ``weights``: ``imagenet`` (torchvision's weights API and cache: ``$TORCH_HOME`` is honoured),
+    a path to a torchvision-layout state dict (a full VGG dict or one holding only
+    ``features.*`` keys), or ``random`` (tests only; warns).
+    """
+    if weights == "random":
+        warnings.warn("perceptual.weights=random: the style loss is meaningless; use this for tests only", stacklevel=2)
+        return _vgg_features(arch, weights=None)
+    if weights == "imagenet":
+        enum = {"vgg16": torchvision.models.VGG16_Weights, "vgg19": torchvision.models.VGG19_Weights}
+        if arch not in enum:
+            _vgg_features(arch, None)  # raises the one-line error
+        try:
+            return _vgg_features(arch, weights=enum[arch].IMAGENET1K_V1)
+        except Exception as exc:  # no cache and no network: never fall back silently
+            raise FastStyleError(
+                f"could not load the ImageNet {arch} weights ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+                f"connect to the internet once so torchvision can cache them under $TORCH_HOME, "
+                f"or pass perceptual.weights=/path/to/{arch}.pth"
+            ) from exc
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FastStyleError(
+            f"perceptual.weights={weights!r} is neither 'imagenet', 'random' nor an existing file: "
+            "pass perceptual.weights=imagenet or the path of a torchvision VGG state dict"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FastStyleError(
+            f"could not read VGG weights {path} ({type(exc).__name__}): pass a torchvision VGG state dict (.pth)"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    features_state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    features = _vgg_features(arch, weights=None)
+    try:
+        features.load_state_dict(features_state)
+    except RuntimeError as exc:
+        raise FastStyleError(
+            f"{path} does not match torchvision's {arch} features layout "
+            f"({str(exc).splitlines()[0]}): pass a {arch} state dict with features.* keys or set perceptual.arch"
+        ) from exc
+    return features
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG truncated after the deepest requested layer.
+
+    ``forward(images)`` takes ``(B, 3, H, W)`` RGB in [0, 1] and returns ``{layer name: (B, C, h, w)}``.
+    """
+
+    def __init__(self, layers: Sequence[str], arch: str = "vgg16", weights: str = "imagenet") -> None:
+        super().__init__()
+        features = load_vgg_features(arch, weights)
+        names = vgg_layer_names(features)
+        unknown = [name for name in layers if name not in names]
+        if unknown:
+            relus = [n for n in names if n.startswith("relu")]
+            raise FastStyleError(f"unknown {arch} layer(s) {unknown}: use names like {', '.join(relus)}")
+        last = max(names.index(name) for name in layers)
+        self.layers = nn.Sequential(*list(features)[: last + 1])
+        self.names = names[: last + 1]
+        self.wanted = set(layers)
+        for module in self.layers:
+            if isinstance(module, nn.ReLU):
+                module.inplace = False  # we keep references to the activations we return
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGFeatures:
+        return super().train(False)  # frozen: never leaves eval mode
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (images - self.mean) / self.std  # not in place: the caller's tensor stays untouched
+        out = {}
+        for name, module in zip(self.names, self.layers, strict=True):
+            x = module(x)
+            if name in self.wanted:
+                out[name] = x
+        return out
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, C)`` fp32 Gram matrix normalized by C*H*W."""
+    b, c, h, w = features.shape
+    flat = features.float().reshape(b, c, h * w)
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        # Scale before the product: keeps fp32 far from overflow for any activation scale.
+        flat = flat / (c * h * w) ** 0.5
+        return torch.bmm(flat, flat.transpose(1, 2))
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels of ``(B, 3, H, W)`` images (fp32 scalar)."""
+    x = images.float()
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+class PerceptualLoss(nn.Module):
+    """Content + style (Gram) + total-variation loss of Johnson et al. against one style image.
+
+    The style Grams are computed once, at construction, from ``style_image`` ``(1, 3, H, W)`` in
+    [0, 1] and kept as fp32 buffers (not saved in checkpoints: they are rebuilt from the style).
+
+    ``forward(output, content)`` takes the stylized batch and the content batch, both
+    ``(B, 3, H, W)`` in [0, 1], and returns fp32 scalars ``{"content", "style", "tv", "total"}``
+    where the first three are already multiplied by their weights. Definitions (as in
+    pytorch/examples, so its published weights carry over): content = mean squared error of the
+    content-layer features; style = sum over style layers of the mean squared error between Grams.
+    """
+
+    def __init__(
+        self,
+        style_image: torch.Tensor,
+        content_layers: Sequence[str] = ("relu2_2",),
+        style_layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+        content_weight: float = 1e5,
+        style_weight: float = 1e10,
+        tv_weight: float = 0.0,
+        arch: str = "vgg16",
+        weights: str = "imagenet",
+    ) -> None:
+        super().__init__()
+        self.content_layers = list(content_layers)
+        self.style_layers = list(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.vgg = VGGFeatures(sorted(set(self.content_layers) | set(self.style_layers)), arch, weights)
+        with torch.no_grad():
+            features = self.vgg(style_image.float())
+        for name in self.style_layers:
+            self.register_buffer(f"style_gram_{name}", gram_matrix(features[name]), persistent=False)
+
+    def style_gram(self, name: str) -> torch.Tensor:
+        return getattr(self, f"style_gram_{name}")
+
+    def _style_term(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(
+            F.mse_loss(gram_matrix(features[n]), self.style_gram(n).expand(features[n].shape[0], -1, -1))
+            for n in self.style_layers
+        )
+
+    @torch.no_grad()
+    def style_distance(self, images: torch.Tensor) -> torch.Tensor:
+        """Unweighted style term of ``images`` ``(B, 3, H, W)`` in [0, 1]: a fp32 scalar."""
+        return self._style_term(self.vgg(images))
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        out_features = self.vgg(output)
+        with torch.no_grad():
+            content_features = self.vgg(content)
+        content_loss = sum(
+            F.mse_loss(out_features[n].float(), content_features[n].float()) for n in self.content_layers
+        )
+        style_loss = self._style_term(out_features)
+        terms = {
+            "content": self.content_weight * content_loss,
+            "style": self.style_weight * style_loss,
+            "tv": self.tv_weight * total_variation(output),
+        }
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        return terms

@@ -1,0 +1,136 @@
+import pytest
+import torch
+
+from fast_style.errors import FastStyleError
+from fast_style.networks import TransformerNet
+from fast_style.perceptual import PerceptualLoss, VGGFeatures, gram_matrix, known_layer_names, total_variation
+
+
+def test_gram_matches_definition_and_is_fp32():
+    f = torch.randn(2, 4, 3, 5)
+    g = gram_matrix(f.to(torch.bfloat16))
+    assert g.dtype == torch.float32 and g.shape == (2, 4, 4)
+    flat = f.reshape(2, 4, 15)
+    expected = flat @ flat.transpose(1, 2) / (4 * 15)
+    torch.testing.assert_close(gram_matrix(f), expected)
+    torch.testing.assert_close(g, expected, atol=0.05, rtol=0.05)
+
+
+def test_gram_of_large_fp16_activations_does_not_overflow():
+    f = torch.full((1, 8, 64, 64), 3000.0, dtype=torch.float16)  # fp16 products would hit inf
+    g = gram_matrix(f)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, torch.full((1, 8, 8), 3000.0**2 / 8), rtol=1e-3, atol=0)
+
+
+def test_total_variation():
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    assert total_variation(flat) == 0
+    stripes = flat.clone()
+    stripes[..., ::2] = 0
+    assert total_variation(stripes) > 0.2
+
+
+def test_layer_names():
+    names = known_layer_names("vgg16")
+    assert {"relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3", "pool4"} <= set(names)
+    assert "relu3_4" in known_layer_names("vgg19") and "relu3_4" not in names
+
+
+def test_unknown_layer_and_arch_are_one_line_errors():
+    with pytest.raises(FastStyleError, match="relu9_9"):
+        VGGFeatures(["relu9_9"], weights="random")
+    with pytest.raises(FastStyleError, match="vgg16, vgg19"):
+        VGGFeatures(["relu1_1"], arch="resnet50", weights="random")
+
+
+def test_vgg_is_truncated_frozen_and_stays_in_eval():
+    vgg = VGGFeatures(["relu1_2", "relu2_2"], weights="random")
+    assert len(vgg.layers) == 9  # conv1_1 .. relu2_2
+    vgg.train()
+    assert not vgg.training
+    assert all(not p.requires_grad for p in vgg.parameters())
+
+
+def make_loss(style=None, **kwargs):
+    torch.manual_seed(0)  # the same random VGG every time
+    style = torch.rand(1, 3, 48, 40) if style is None else style
+    return PerceptualLoss(style, weights="random", **kwargs)
+
+
+def test_each_loss_term():
+    style = torch.rand(1, 3, 32, 32)
+    loss = make_loss(style, content_weight=2.0, style_weight=3.0, tv_weight=0.5)
+    photo = torch.rand(1, 3, 32, 32)
+    same = loss(photo, photo)
+    assert same["content"] == 0  # output == content
+    on_style = loss(style, photo)
+    assert on_style["style"] < 1e-6 * max(1.0, float(same["style"]))  # output == style image
+    assert same["style"] > 0
+    torch.testing.assert_close(same["tv"], 0.5 * total_variation(photo))
+    torch.testing.assert_close(same["total"], same["content"] + same["style"] + same["tv"])
+    weights = make_loss(style, content_weight=4.0, style_weight=6.0, tv_weight=1.0)
+    other = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(weights(other, photo)["content"], 2 * loss(other, photo)["content"])
+    torch.testing.assert_close(weights(other, photo)["style"], 2 * loss(other, photo)["style"])
+
+
+def test_frozen_vgg_gets_no_gradient_but_the_net_does():
+    loss = make_loss()
+    net = TransformerNet(8, 1)
+    content = torch.rand(2, 3, 32, 32)
+    loss(net(content), content)["total"].backward()
+    assert all(p.grad is None for p in loss.parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_loss_does_not_modify_inputs():
+    loss = make_loss()
+    out, content = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    a, b = out.clone(), content.clone()
+    loss(out, content)
+    assert torch.equal(out, a) and torch.equal(content, b)
+
+
+def test_weights_from_file_full_or_features_only(tmp_path):
+    import torchvision
+
+    full = torchvision.models.vgg16().state_dict()
+    torch.save(full, tmp_path / "full.pth")
+    features_only = {k: v for k, v in full.items() if k.startswith("features.")}
+    torch.save(features_only, tmp_path / "features.pth")
+    for name in ("full.pth", "features.pth"):
+        vgg = VGGFeatures(["relu2_2"], weights=str(tmp_path / name))
+        torch.testing.assert_close(vgg.layers[0].weight, full["features.0.weight"])
+
+
+def test_bad_weight_files_are_one_line_errors(tmp_path):
+    with pytest.raises(FastStyleError, match="neither 'imagenet'"):
+        VGGFeatures(["relu2_2"], weights=str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(FastStyleError, match="could not read"):
+        VGGFeatures(["relu2_2"], weights=str(tmp_path / "junk.pth"))
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(FastStyleError, match="does not match"):
+        VGGFeatures(["relu2_2"], weights=str(tmp_path / "wrong.pth"))
+
+
+def test_imagenet_weights_unavailable_names_both_fixes(monkeypatch, tmp_path):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty cache
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", no_network)
+    with pytest.raises(FastStyleError) as info:
+        VGGFeatures(["relu2_2"], weights="imagenet")
+    message = str(info.value)
+    assert "\n" not in message and "TORCH_HOME" in message and "perceptual.weights=" in message
+
+
+def test_stand_in_weights_load(stand_in_vgg):
+    vgg = VGGFeatures(["relu4_3"], weights=str(stand_in_vgg))
+    out = vgg(torch.rand(1, 3, 64, 64))["relu4_3"]
+    assert out.shape == (1, 512, 8, 8) and out.abs().sum() > 0
