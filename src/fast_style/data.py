@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,13 @@ class StreamedPhotos(IterableDataset):
                 yield f"example {index} of the stream ({type(exc).__name__})"
 
 
-def collate_photos(items: list[torch.Tensor | str]) -> dict[str, Any]:
-    """Stack the decoded images; list the failures (strings) instead of crashing."""
+def collate_photos(items: list[torch.Tensor | str] | torch.Tensor) -> dict[str, Any]:
+    """Stack the decoded images; list the failures (strings) instead of crashing.
+
+    A ready ``uint8 (B, 3, S, S)`` tensor (from ``PackedPhotos.__getitems__``) passes through.
+    """
+    if isinstance(items, torch.Tensor):
+        return {"images": items, "skipped": []}
     images = [item for item in items if isinstance(item, torch.Tensor)]
     skipped = [item for item in items if isinstance(item, str)]
     stacked = torch.stack(images) if images else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
@@ -144,6 +150,7 @@ class PhotoDataModule(L.LightningDataModule):
             seed,
         )
         self.num_samples = num_samples
+        self.streaming_shuffle = True
         self.dataset: Dataset | IterableDataset | None = None
 
     # -- building -----------------------------------------------------------------------------
@@ -186,14 +193,27 @@ class PhotoDataModule(L.LightningDataModule):
             from datasets.distributed import split_dataset_by_node
 
             hf = split_dataset_by_node(hf, rank=rank, world_size=world_size)
-        if self.streaming:
+        if self.streaming and self.streaming_shuffle:
             hf = hf.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
         return hf
 
-    def _packed_dataset(self):
+    def _packed_dataset(self, augment: bool = True):
         from fast_style.packed import PackedPhotos
 
-        return PackedPhotos(self.path, self.image_size)
+        return PackedPhotos(self.path, self.image_size, augment=augment)
+
+    def iter_sources(self) -> tuple[Iterator[tuple[Any, str]], int | None]:
+        """Every raw photo of the source, in order, as ``(path | bytes | HF image, description)``,
+        and the count when known. For ``scripts/prepare_data.py``."""
+        if self.source == "folder":
+            files = self._folder_files()
+            return ((f, str(f)) for f in files), len(files)
+        if self.source == "packed":
+            raise FastStyleError("data=packed is already packed: pack from data=folder or data=coco")
+        self.streaming_shuffle = False
+        hf = self._hub_dataset()
+        total = len(hf) if hasattr(hf, "__len__") and not self.streaming else None
+        return ((example[self.image_column], f"example {i}") for i, example in enumerate(hf)), total
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
@@ -234,7 +254,7 @@ class PhotoDataModule(L.LightningDataModule):
             photos = FolderPhotos(files, self.image_size, random_crop=False)
             candidates = (photos[i] for i in range(len(files)))
         elif self.source == "packed":
-            dataset = self._packed_dataset()
+            dataset = self._packed_dataset(augment=False)
             candidates = (dataset[i] for i in range(min(len(dataset), self.num_samples)))
         else:
             hf = self._hub_dataset()

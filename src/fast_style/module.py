@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from fast_style.errors import FastStyleError
 from fast_style.networks import TransformerNet, strip_compile_prefix
 from fast_style.perceptual import PerceptualLoss
 
@@ -16,8 +17,8 @@ CHECKPOINT_KEY = "fast_style"  # our self-description inside every Lightning che
 FORMAT_VERSION = 1
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(FastStyleError):
+    """A loss term became NaN or infinite; the message names the step and the term."""
 
 
 class StyleTransferModule(L.LightningModule):
@@ -51,6 +52,9 @@ class StyleTransferModule(L.LightningModule):
         self.channels_last = channels_last
         self.compile = compile
         self.skipped_files: set[str] = set()
+        self.finite_check_every = 25
+        self._first_bad_step: torch.Tensor | None = None
+        self._bad_terms: torch.Tensor | None = None
         # The VGG and the style Grams are rebuilt from the config: keep them out of checkpoints.
         self.strict_loading = False
         if channels_last:
@@ -84,15 +88,33 @@ class StyleTransferModule(L.LightningModule):
         content = self._to_unit_float(images)
         stylized = self._net_fn(content)
         terms = self._loss_fn(stylized, content)
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise NonFiniteLossError(
-                    f"non-finite {name} loss ({value.item()}) at step {self.global_step}: lower the learning rate "
-                    "or loss weights, or use trainer.precision=bf16-mixed/32 instead of 16-mixed"
-                )
+        self._check_finite(terms)
         batch_size = content.shape[0]
         self.log_dict({f"loss/{k}": v for k, v in terms.items()}, on_step=True, prog_bar=True, batch_size=batch_size)
         return terms["total"]
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        """Stop with the step and term of the first non-finite loss.
+
+        Reading a flag from the GPU forces a sync that stalls the pipeline, so on accelerators the
+        flags accumulate on the device and are read every ``finite_check_every`` steps; the step
+        recorded is still the first bad one.
+        """
+        finite = torch.stack([value.detach() for value in terms.values()]).isfinite()
+        if self._first_bad_step is None:
+            self._first_bad_step = torch.full((), -1, device=finite.device, dtype=torch.long)
+            self._bad_terms = torch.zeros_like(finite)
+        newly_bad = (~finite).any() & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(newly_bad, self.global_step, self._first_bad_step)
+        self._bad_terms = torch.where(newly_bad, ~finite, self._bad_terms)
+        if finite.device.type == "cpu" or self.global_step % self.finite_check_every == 0:
+            step = int(self._first_bad_step)
+            if step >= 0:
+                bad = [name for name, flag in zip(terms, self._bad_terms.tolist(), strict=True) if flag]
+                raise NonFiniteLossError(
+                    f"non-finite {'/'.join(bad)} loss at step {step}: lower optimizer.lr or the loss weights, "
+                    "or train with trainer.precision=bf16-mixed or 32 instead of 16-mixed"
+                )
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.net.parameters())

@@ -33,7 +33,9 @@ class ConvNormAct(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(kernel_size // 2),
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride),
+            # A bias before instance norm is subtracted right away with the mean: leave it out
+            # (its gradient is zero, so it would only collect rounding noise).
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=not norm),
         ]
         if norm:
             layers.append(nn.InstanceNorm2d(out_channels, affine=True))

@@ -129,13 +129,17 @@ class VGGFeatures(nn.Module):
     def train(self, mode: bool = True) -> VGGFeatures:
         return super().train(False)  # frozen: never leaves eval mode
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Features of ``layers`` (default: all requested at construction); stops at the deepest."""
+        wanted = self.wanted if layers is None else set(layers)
         x = (images - self.mean) / self.std  # not in place: the caller's tensor stays untouched
         out = {}
         for name, module in zip(self.names, self.layers, strict=True):
             x = module(x)
-            if name in self.wanted:
+            if name in wanted:
                 out[name] = x
+                if len(out) == len(wanted):
+                    break  # nothing deeper is needed: saves most of the VGG for the content pass
         return out
 
 
@@ -206,7 +210,8 @@ class PerceptualLoss(nn.Module):
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         out_features = self.vgg(output)
         with torch.no_grad():
-            content_features = self.vgg(content)
+            # The photo only needs the content layers (relu2_2 by default): a third of the VGG.
+            content_features = self.vgg(content, self.content_layers)
         content_loss = sum(
             F.mse_loss(out_features[n].float(), content_features[n].float()) for n in self.content_layers
         )

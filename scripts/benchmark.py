@@ -1,0 +1,201 @@
+"""Training throughput: the project's real training step vs a plain fp32 eager PyTorch loop.
+
+    python scripts/benchmark.py                          # 256x256, batch 4, bf16-mixed, this machine
+    python scripts/benchmark.py --batch 16 --precision bf16-mixed --compile --device cuda
+    python scripts/benchmark.py --loader /data/coco256 --workers 2   # packed-data loader only
+
+"project" runs StyleTransferModule through a Lightning Trainer (precision plugin, channels_last,
+optimizer step, logging: everything ``train.py`` runs except data decoding, which is replaced by
+random uint8 batches). "reference" is the pytorch/examples fast_neural_style loop on the same
+TransformerNet and VGG16 with Adam, in fp32, eager, NCHW. Both report images/s as the median of
+several timed windows after a warm-up. Weights are random: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without install
+
+from fast_style.networks import TransformerNet  # noqa: E402
+from fast_style.perceptual import IMAGENET_MEAN, IMAGENET_STD, PerceptualLoss, load_vgg_features  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def windows_throughput(step, device, batch: int, warmup: int, window: int, windows: int) -> list[float]:
+    """Run ``step()`` warmup + window*windows times; images/s of each window."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(window):
+            step()
+        sync(device)
+        rates.append(batch * window / (time.perf_counter() - start))
+    return rates
+
+
+# -- the reference: pytorch/examples fast_neural_style, fp32 eager ------------------------------
+def reference_rates(args, device) -> list[float]:
+    net = TransformerNet().to(device)
+    vgg = load_vgg_features("vgg16", "random")[:23].to(device).eval().requires_grad_(False)  # up to relu4_3
+    taps = {3: "relu1_2", 8: "relu2_2", 15: "relu3_3", 22: "relu4_3"}
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    def features(x):
+        out, x = {}, (x - mean) / std
+        for i, layer in enumerate(vgg):
+            x = layer(x)
+            if i in taps:
+                out[taps[i]] = x
+        return out
+
+    def gram(y):
+        b, c, h, w = y.size()
+        f = y.view(b, c, w * h)
+        return f.bmm(f.transpose(1, 2)) / (c * h * w)
+
+    style_grams = {k: gram(v) for k, v in features(torch.rand(1, 3, args.size, args.size, device=device)).items()}
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    data = torch.randint(0, 256, (8, args.batch, 3, args.size, args.size), dtype=torch.uint8, device=device)
+    batches = itertools.cycle(data)
+
+    def step():
+        x = next(batches).float() / 255.0
+        optimizer.zero_grad()
+        y = net(x)
+        fy, fx = features(y), features(x)
+        content = 1e5 * F.mse_loss(fy["relu2_2"], fx["relu2_2"])
+        style = 1e10 * sum(F.mse_loss(gram(fy[k]), style_grams[k].expand(len(x), -1, -1)) for k in taps.values())
+        (content + style).backward()
+        optimizer.step()
+
+    return windows_throughput(step, device, args.batch, args.warmup, args.window, args.windows)
+
+
+# -- the project: StyleTransferModule under a Lightning Trainer ---------------------------------
+def project_rates(args, device) -> list[float]:
+    import lightning as L
+
+    from fast_style.module import StyleTransferModule
+
+    net = TransformerNet()
+    loss = PerceptualLoss(torch.rand(1, 3, args.size, args.size), weights="random")
+    module = StyleTransferModule(net, loss, channels_last=not args.no_channels_last, compile=args.compile)
+    data = torch.randint(0, 256, (8, args.batch, 3, args.size, args.size), dtype=torch.uint8)
+    total_steps = args.warmup + args.window * args.windows
+    batches = [{"images": data[i % 8], "skipped": []} for i in range(total_steps)]
+
+    class Timer(L.Callback):
+        def __init__(self):
+            self.marks = []
+
+        def on_train_batch_end(self, trainer, *_):
+            sync(device)
+            self.marks.append(time.perf_counter())
+
+    timer = Timer()
+    trainer = L.Trainer(
+        accelerator=device.type,
+        devices=1,
+        precision=args.precision,
+        max_steps=total_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        log_every_n_steps=25,
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    marks = timer.marks[args.warmup - 1 :]
+    return [
+        args.batch * args.window / (marks[(i + 1) * args.window] - marks[i * args.window]) for i in range(args.windows)
+    ]
+
+
+def loader_rate(args) -> None:
+    from fast_style.data import PhotoDataModule
+
+    dm = PhotoDataModule(
+        source="packed", path=args.loader, image_size=args.size, batch_size=args.batch, num_workers=args.workers
+    )
+    loader = dm.train_dataloader()
+    count, start, seen = 0, None, 0
+    while seen < args.loader_images:
+        for batch in loader:
+            if start is None:  # first batch includes worker start-up
+                start = time.perf_counter()
+                continue
+            count += len(batch["images"])
+            seen += len(batch["images"])
+            if seen >= args.loader_images:
+                break
+    print(
+        f"packed loader: {count / (time.perf_counter() - start):.0f} img/s ({args.workers} workers, {args.size}x{args.size}, batch {args.batch})"
+    )
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--precision", default="bf16-mixed", help="bf16-mixed | 16-mixed | 32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the nets (project only)")
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--window", type=int, default=4, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--loader", help="packed dataset folder: measure the data loader only")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--loader-images", type=int, default=20000)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    if args.loader:
+        return loader_rate(args)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    print(f"device: {describe(device)}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch}")
+    project = statistics.median(project_rates(args, device))
+    label = (
+        f"{args.precision}{', channels_last' if not args.no_channels_last else ''}{', compile' if args.compile else ''}"
+    )
+    print(f"project   ({label}): {project:8.1f} img/s")
+    if not args.skip_reference:
+        reference = statistics.median(reference_rates(args, device))
+        print(f"reference (fp32 eager, pytorch/examples loop): {reference:8.1f} img/s")
+        print(f"ratio: {project / reference:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
