@@ -22,6 +22,7 @@ from fast_style.errors import FastStyleError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHITECTURES = ("vgg16", "vgg19")
+_VGG_CFG_NAMES = {"vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
 
 
 def vgg_layer_names(features: nn.Sequential) -> list[str]:
@@ -49,7 +50,16 @@ def known_layer_names(arch: str) -> list[str]:
 def _vgg_features(arch: str, weights) -> nn.Sequential:
     if arch not in ARCHITECTURES:
         raise FastStyleError(f"perceptual.arch={arch!r} is not supported: use one of {', '.join(ARCHITECTURES)}")
-    return getattr(torchvision.models, arch)(weights=weights).features
+    if weights is not None:
+        return getattr(torchvision.models, arch)(weights=weights).features
+    # Without pretrained weights only the conv stack is needed: building the whole VGG would also
+    # initialize its 120M-parameter classifier (seconds of CPU time per run, thrown away).
+    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs[_VGG_CFG_NAMES[arch]])
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):  # torchvision's VGG initialization
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(module.bias, 0)
+    return features
 
 
 def load_vgg_features(arch: str, weights: str) -> nn.Sequential:
