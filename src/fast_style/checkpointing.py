@@ -32,6 +32,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fast_style.errors import FastStyleError
+from fast_style.runs import resumable_checkpoints
 
 CHECKPOINT_KEY = "fast_style"
 # What a checkpoint needs to continue training (final.ckpt and last.ckpt have all of these).
@@ -122,30 +123,6 @@ def remove_partial_files(run_dir: Path) -> list[Path]:
 
 
 # -- what to resume from ---------------------------------------------------------------------
-def resumable_checkpoints(run_dir: str | Path) -> list[Path]:
-    """``last.ckpt`` and SLURM's ``hpc_ckpt_N.ckpt`` in ``run_dir``, oldest first (by mtime)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in [run_dir / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
-    return sorted(found, key=lambda p: p.stat().st_mtime_ns)
-
-
-def find_run_to_resume(style_root: str | Path) -> Path | None:
-    """The run folder under ``<output_root>/<style name>`` whose resumable checkpoint is newest."""
-    style_root = Path(style_root)
-    if not style_root.is_dir():
-        return None
-    newest: tuple[int, Path] | None = None
-    for run_dir in style_root.iterdir():
-        candidates = resumable_checkpoints(run_dir)
-        if candidates:
-            mtime = candidates[-1].stat().st_mtime_ns
-            if newest is None or mtime > newest[0]:
-                newest = (mtime, run_dir)
-    return newest[1] if newest else None
-
-
 def resume_checkpoint(ckpt_path: str | None, resume: str, run_dir: Path) -> Path | None:
     """The checkpoint to continue from, or ``None`` for a fresh run.
 

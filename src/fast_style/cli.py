@@ -156,7 +156,7 @@ def preflight(
 
 def _resume_run_dir(cfg: DictConfig, overrides: list[str]) -> list[str]:
     """``["hydra.run.dir=<run to continue>"]`` for resume=true/auto, else ``[]``."""
-    from fast_style.checkpointing import find_run_to_resume
+    from fast_style.runs import find_run_to_resume
     from fast_style.validation import resume_mode
 
     mode = resume_mode(cfg)
