@@ -214,7 +214,9 @@ class GracefulStop(L.Callback):
         self._trainer: L.Trainer | None = None
         self._previous_handler: Any = None
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not on_fit_start: Lightning records the handlers to restore after that hook, and would
+        # then "restore" this one when fit ends.
         self._trainer = trainer
         environment = trainer._accelerator_connector.cluster_environment
         slurm_owns_sigusr1 = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
@@ -234,6 +236,9 @@ class GracefulStop(L.Callback):
         if isinstance(exception, SIGTERMException):
             trainer.save_checkpoint(self.last_path, weights_only=False)  # collective; atomic via AtomicCheckpointIO
             self.saved_step = trainer.global_step
+        self._restore_handler()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handler()
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
