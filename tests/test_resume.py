@@ -330,3 +330,32 @@ def test_sigkill_at_random_moments_then_resume(photos_dir, tmp_path, needs_paint
         if before:  # the killed part got as far as logging this step
             assert part[0]["loss"] == pytest.approx(before[0], rel=0.02)
     assert parts[-1][-1]["global_step"] == max_steps - 1
+
+
+def test_cached_imagenet_weights_are_verified_and_loaded_weights_only(tmp_path, monkeypatch):
+    """A swapped file in $TORCH_HOME is refused; a good one is loaded with weights_only=True."""
+    import hashlib
+
+    from fast_style.perceptual import imagenet_state_dict
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    content = b"pretend these are VGG weights"
+    prefix = hashlib.sha256(content).hexdigest()[:8]
+
+    class FakeWeights:
+        url = f"https://download.pytorch.org/models/vgg16-{prefix}.pth"
+        calls: list[dict] = []
+
+        def get_state_dict(self, **kwargs):
+            self.calls.append(kwargs)
+            return {"features.0.weight": torch.zeros(1)}
+
+    cached = tmp_path / "hub" / "checkpoints" / f"vgg16-{prefix}.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(content)
+    weights = FakeWeights()
+    assert list(imagenet_state_dict(weights)) == ["features.0.weight"]
+    assert weights.calls[-1]["weights_only"] is True and weights.calls[-1]["check_hash"] is True
+    cached.write_bytes(b"something else")
+    with pytest.raises(FastStyleError, match="do not match the sha256 prefix"):
+        imagenet_state_dict(weights)
