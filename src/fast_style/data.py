@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from fast_style.errors import FastStyleError
-from fast_style.images import decode_rgb, list_images
+from fast_style.images import atomic_write, decode_rgb, list_images
 
 SOURCES = ("hub", "folder", "packed")
 
@@ -70,7 +70,10 @@ class FolderPhotos(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor | str:
         path = self.files[index]
         try:
-            return resize_crop(decode_photo(path), self.image_size, random.Random() if self.random_crop else None)
+            # Crops draw from the global stream, which seed_everything seeds per worker and
+            # checkpointing.RNGState restores on resume: runs are repeatable, resumes do not replay.
+            rng = random.Random(random.getrandbits(64)) if self.random_crop else None
+            return resize_crop(decode_photo(path), self.image_size, rng)
         except Exception as exc:  # broken file: report it, keep training
             return f"{path} ({type(exc).__name__})"
 
@@ -108,6 +111,21 @@ def collate_photos(items: list[torch.Tensor | str] | torch.Tensor) -> dict[str, 
     skipped = [item for item in items if isinstance(item, str)]
     stacked = torch.stack(images) if images else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
     return {"images": stacked, "skipped": skipped}
+
+
+def write_skipped_report(skipped: Iterable[str], run_dir: str | Path) -> str | None:
+    """List unreadable files in ``<run_dir>/skipped_files.txt``; return the summary line (None if none).
+
+    Each entry is ``"<path or stream position> (<error type>)"`` as the datasets produce them.
+    """
+    entries = sorted(set(skipped))
+    if not entries:
+        return None
+    path = atomic_write(
+        Path(run_dir) / "skipped_files.txt", lambda tmp: tmp.write_text("".join(f"{e}\n" for e in entries))
+    )
+    noun = "file" if len(entries) == 1 else "files"
+    return f"skipped {len(entries)} unreadable {noun} (see {path})"
 
 
 class PhotoDataModule(L.LightningDataModule):

@@ -25,6 +25,11 @@ def decode_rgb(image: Image.Image) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        # 32-bit float (TIFF): [0, 1] data is scaled up, anything else clipped to [0, 255].
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if array.size and array.max() <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(array * scale + 0.5, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -15,6 +15,8 @@ from fast_style.perceptual import PerceptualLoss
 
 CHECKPOINT_KEY = "fast_style"  # our self-description inside every Lightning checkpoint
 FORMAT_VERSION = 1
+SKIPPED_KEY = "fast_style_skipped_files"  # the unreadable files seen so far (a sorted list of str)
+SKIPPED_PRINTED = 10  # the first unreadable files are named as they appear; the rest only at the end
 
 
 class NonFiniteLossError(FastStyleError):
@@ -75,10 +77,15 @@ class StyleTransferModule(L.LightningModule):
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        # Batches come from the DataLoader workers to this process, so one set here counts each
+        # unreadable file exactly once across workers and epochs (and resumes: it is checkpointed).
         for item in batch.get("skipped", ()):
             if item not in self.skipped_files:
                 self.skipped_files.add(item)
-                self.print(f"skipped an unreadable image: {item}")
+                if len(self.skipped_files) <= SKIPPED_PRINTED:
+                    self.print(f"skipped an unreadable image: {item}")
+                elif len(self.skipped_files) == SKIPPED_PRINTED + 1:
+                    self.print("(further unreadable images are skipped quietly and listed at the end)")
         self.log("data/skipped_files", float(len(self.skipped_files)), on_step=True)
         # ModelCheckpoint(monitor="global_step", mode="max") keeps the newest K periodic checkpoints.
         self.log("global_step", float(self.global_step), on_step=True)
@@ -136,9 +143,12 @@ class StyleTransferModule(L.LightningModule):
             **self.metadata,
             "skipped_files": len(self.skipped_files),
         }
+        checkpoint[SKIPPED_KEY] = sorted(self.skipped_files)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = strip_compile_prefix(checkpoint["state_dict"])
+        # On resume the count continues instead of restarting at 0.
+        self.skipped_files.update(checkpoint.get(SKIPPED_KEY, ()))
 
 
 def lr_warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.1):

@@ -8,9 +8,11 @@ Gram matrices and every loss are computed in fp32 even under autocast: fp16 Gram
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +20,12 @@ import torchvision
 from torch import nn
 
 from fast_style.errors import FastStyleError
+from fast_style.styles import sha256_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHITECTURES = ("vgg16", "vgg19")
+_VGG_CFG_NAMES = {"vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
 
 
 def vgg_layer_names(features: nn.Sequential) -> list[str]:
@@ -49,7 +53,34 @@ def known_layer_names(arch: str) -> list[str]:
 def _vgg_features(arch: str, weights) -> nn.Sequential:
     if arch not in ARCHITECTURES:
         raise FastStyleError(f"perceptual.arch={arch!r} is not supported: use one of {', '.join(ARCHITECTURES)}")
-    return getattr(torchvision.models, arch)(weights=weights).features
+    if weights is not None:
+        return getattr(torchvision.models, arch)(weights=weights).features
+    # Without pretrained weights only the conv stack is needed: building the whole VGG would also
+    # initialize its 120M-parameter classifier (seconds of CPU time per run, thrown away).
+    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs[_VGG_CFG_NAMES[arch]])
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):  # torchvision's VGG initialization
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(module.bias, 0)
+    return features
+
+
+def imagenet_state_dict(weights) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet VGG state dict: downloaded once, its sha256 checked, loaded weights-only.
+
+    torchvision checks the sha256 prefix in the file name (``vgg16-397923af.pth``) only when it
+    downloads, and unpickles the cached file with ``weights_only=False``; a swapped or damaged
+    file in ``$TORCH_HOME`` would be trusted. Here the cached file is verified on every use and
+    never unpickled beyond tensors.
+    """
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    expected = re.search(r"-([a-f0-9]{8,})\.", cached.name)
+    if cached.is_file() and expected and not sha256_of(cached).startswith(expected.group(1)):
+        raise FastStyleError(
+            f"cached VGG weights {cached} do not match the sha256 prefix {expected.group(1)} in their name: "
+            "delete the file so torchvision downloads it again"
+        )
+    return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
 
 
 def load_vgg_features(arch: str, weights: str) -> nn.Sequential:
@@ -67,13 +98,20 @@ def load_vgg_features(arch: str, weights: str) -> nn.Sequential:
         if arch not in enum:
             _vgg_features(arch, None)  # raises the one-line error
         try:
-            return _vgg_features(arch, weights=enum[arch].IMAGENET1K_V1)
+            state = imagenet_state_dict(enum[arch].IMAGENET1K_V1)
+        except FastStyleError:
+            raise
         except Exception as exc:  # no cache and no network: never fall back silently
             raise FastStyleError(
                 f"could not load the ImageNet {arch} weights ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
                 f"connect to the internet once so torchvision can cache them under $TORCH_HOME, "
                 f"or pass perceptual.weights=/path/to/{arch}.pth"
             ) from exc
+        features = _vgg_features(arch, weights=None)
+        features.load_state_dict(
+            {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        )
+        return features
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FastStyleError(

@@ -9,14 +9,25 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fast_style.callbacks import SampleImages
+from fast_style.checkpointing import (
+    AtomicCheckpointIO,
+    GracefulStop,
+    RNGState,
+    check_resume_checkpoint,
+    remove_partial_files,
+    resume_checkpoint,
+)
+from fast_style.data import write_skipped_report
 from fast_style.errors import FastStyleError
 from fast_style.images import load_image
 from fast_style.module import StyleTransferModule
 from fast_style.perceptual import PerceptualLoss
 from fast_style.styles import resolve_style_image
+from fast_style.validation import resume_mode, validate_train_config
 
 
 def load_style_image(style: DictConfig) -> torch.Tensor:
@@ -59,7 +70,13 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
 
 def train(cfg: DictConfig) -> float:
     """Train, save ``final.ckpt`` into the run directory, print its path, return the final loss."""
+    validate_train_config(cfg)
     run_dir = Path(cfg.run_dir)
+    ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), resume_mode(cfg), run_dir)
+    if ckpt_path is not None:  # refuse unsafe, truncated or mismatched files before Lightning loads them
+        model_config = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"}
+        check_resume_checkpoint(ckpt_path, model_config)
+    remove_partial_files(run_dir)  # what a killed checkpoint writer left behind
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     datamodule = instantiate(cfg.data)
@@ -75,24 +92,66 @@ def train(cfg: DictConfig) -> float:
             monitor="global_step",
             mode="max",
             save_last=True,
+            # A step re-run after a resume overwrites its own file instead of adding step_X-v1.ckpt.
+            enable_version_counter=False,
         ),
         SampleImages(samples[: cfg.samples.count], run_dir / "samples", cfg.samples.every_n_steps),
+        RNGState(),
+        graceful := GracefulStop(run_dir / "last.ckpt"),
     ]
     loggers = [instantiate(logger) for logger in cfg.logger.values()] if cfg.get("logger") else False
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
-    ckpt_path = cfg.get("ckpt_path") or ("last" if cfg.get("resume") else None)
-    if ckpt_path == "last" and not (run_dir / "last.ckpt").is_file():
+    if ckpt_path is not None:
+        keep_csv_history(run_dir, cfg)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException as exc:
+        report_skipped(trainer, module, run_dir)
         raise FastStyleError(
-            f"resume=true but {run_dir / 'last.ckpt'} does not exist: pass run_dir=<folder of the run to resume> or ckpt_path=..."
-        )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            f"stopped by a signal at step {graceful.saved_step}; saved {graceful.last_path}: "
+            "continue with the same command plus resume=true"
+        ) from exc
     final = save_checkpoint_atomic(trainer, run_dir / "final.ckpt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
+    report_skipped(trainer, module, run_dir)
     if trainer.is_global_zero:
-        print(f"final checkpoint: {final}")
+        print(f"final checkpoint: {final}")  # stays the last stdout line: scripts read it
     return metrics.get("loss/total", float("nan"))
+
+
+def report_skipped(trainer: L.Trainer, module: StyleTransferModule, run_dir: Path) -> None:
+    """Print ``skipped N unreadable files (see <run_dir>/skipped_files.txt)`` once, on rank 0.
+
+    Every rank reads different files, so the lists are merged before counting.
+    """
+    skipped = list(module.skipped_files)
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered: list = [None] * trainer.world_size
+        torch.distributed.all_gather_object(gathered, skipped)
+        skipped = [item for part in gathered for item in part]
+    if trainer.is_global_zero:
+        summary = write_skipped_report(skipped, run_dir)
+        if summary:
+            print(summary)
+
+
+def keep_csv_history(run_dir: Path, cfg: DictConfig) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv: keep it as metrics_<n>.csv when resuming."""
+    if not cfg.get("logger") or "csv" not in cfg.logger:
+        return
+    logs = Path(cfg.logger.csv.save_dir) / str(cfg.logger.csv.name) / str(cfg.logger.csv.get("version") or "")
+    current = logs / "metrics.csv"
+    if current.is_file():
+        index = 1 + sum(1 for _ in logs.glob("metrics_*.csv"))
+        os.replace(current, logs / f"metrics_{index}.csv")
 
 
 def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> Path:

@@ -1,0 +1,142 @@
+"""Bad configs and bad command lines: one line naming key, value and what is allowed; no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from fast_style.errors import FastStyleError
+from fast_style.perceptual import known_layer_names
+from fast_style.validation import validate_stylize_config, validate_train_config, vgg_layer_names
+
+from .conftest import ROOT, assert_one_line_error, compose_train, tiny_train_overrides
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_layer_table_matches_torchvision(arch):
+    assert vgg_layer_names(arch) == known_layer_names(arch)
+
+
+def test_the_default_and_tiny_configs_pass(photos_dir, tmp_path):
+    validate_train_config(compose_train([], tmp_path))
+    validate_train_config(compose_train(tiny_train_overrides(photos_dir), tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("loss.content_weight=-1", ["loss.content_weight=-1", ">= 0"]),
+        ("loss.style_weight=0", ["loss.style_weight=0", "> 0"]),
+        ("loss.tv_weight=abc", ["loss.tv_weight='abc'", "number"]),
+        ("loss.style_weight=true", ["loss.style_weight=True", "number"]),
+        ("optimizer.lr=0", ["optimizer.lr=0", "> 0"]),
+        ("data.image_size=50", ["data.image_size=50", "multiple of 4"]),
+        ("data.image_size=28", ["data.image_size=28", ">= 32"]),
+        ("data.image_size=64.0", ["data.image_size=64.0", "integer"]),
+        ("data.batch_size=0", ["data.batch_size=0", ">= 1"]),
+        ("data.num_workers=-2", ["data.num_workers=-2", ">= 0"]),
+        ("perceptual.content_layers=[relu2_9]", ["perceptual.content_layers", "'relu2_9'", "relu2_2"]),
+        ("perceptual.style_layers=[]", ["perceptual.style_layers", "non-empty"]),
+        ("perceptual.arch=resnet50", ["perceptual.arch='resnet50'", "vgg16, vgg19"]),
+        ("trainer.precision=8-mixed", ["trainer.precision='8-mixed'", "bf16-mixed"]),
+        ("trainer.max_steps=0", ["trainer.max_steps=0", "> 0"]),
+        ("checkpoint.every_n_steps=0", ["checkpoint.every_n_steps=0", ">= 1"]),
+        ("checkpoint.keep=0", ["checkpoint.keep=0", ">= 1"]),
+        ("resume=yes", ["resume='yes'", "auto"]),
+        ("style.sha256=abc", ["style.sha256='abc'", "64"]),
+        ("seed=1.5", ["seed=1.5", "integer"]),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(override, fragments, photos_dir, tmp_path):
+    cfg = compose_train([*tiny_train_overrides(photos_dir), override], tmp_path)
+    with pytest.raises(FastStyleError) as info:
+        validate_train_config(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_paths_are_named(photos_dir, tmp_path):
+    base = tiny_train_overrides(photos_dir)
+    cases = {
+        f"data.root={tmp_path / 'no_photos'}": "no_photos",
+        f"perceptual.weights={tmp_path / 'vgg.pth'}": "vgg.pth",
+        f"ckpt_path={tmp_path / 'gone.ckpt'}": "gone.ckpt",
+    }
+    for override, fragment in cases.items():
+        with pytest.raises(FastStyleError, match=fragment):
+            validate_train_config(compose_train([*base, override], tmp_path))
+    with pytest.raises(FastStyleError, match="style.image"):
+        validate_train_config(compose_train([*base, "style=custom", f"style.image={tmp_path / 'p.jpg'}"], tmp_path))
+
+
+def test_stylize_config_checks(tmp_path):
+    ckpt = tmp_path / "a.ckpt"
+    ckpt.write_bytes(b"x")
+    good = {"ckpt": str(ckpt), "input": "in.jpg", "output": "out.jpg", "device": "cuda:1"}
+    validate_stylize_config(OmegaConf.create(good))
+    with pytest.raises(FastStyleError, match="device='gpu'"):
+        validate_stylize_config(OmegaConf.create({**good, "device": "gpu"}))
+    with pytest.raises(FastStyleError, match="missing.ckpt"):
+        validate_stylize_config(OmegaConf.create({**good, "ckpt": str(tmp_path / "missing.ckpt")}))
+
+
+def _run_all(commands: list[list[str]], cwd) -> list[subprocess.CompletedProcess]:
+    """Run the CLIs side by side: each fails in its argument check, before torch is imported."""
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(run, commands))
+
+
+def test_bad_invocations_fail_with_one_line(photos_dir, tmp_path):
+    out = tmp_path / "out"
+    base = [*tiny_train_overrides(photos_dir), f"output_root={out}"]
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (20, 20)).save(photo)
+    train_cases = {
+        "unknown style": (["style=mona_lisa"], ["mona_lisa", "starry_night"]),
+        "unknown key": (["foo=1"], ["'foo'", "+foo=1"]),
+        "unknown nested key": (["data.bacth_size=2"], ["'data.bacth_size'", "batch_size"]),
+        "wrong type": (["data.batch_size=abc"], ["data.batch_size='abc'", "integer"]),
+        "unparsable": (["data.batch_size=[1"], ["data.batch_size=[1"]),
+        "missing data": ([f"data.root={tmp_path / 'nope'}"], ["data.root", "nope"]),
+        "missing data root": (["data.root=???"], ["data.root"]),
+        "negative weight": (["loss.content_weight=-5"], ["loss.content_weight=-5", ">= 0"]),
+        "zero style weight": (["loss.style_weight=0"], ["loss.style_weight=0"]),
+        "bad layer": (["perceptual.style_layers=[relu1_2,conv9_1]"], ["conv9_1", "relu1_1"]),
+        "bad precision": (["trainer.precision=fp8"], ["trainer.precision='fp8'", "bf16-mixed"]),
+        "size not multiple of 4": (["data.image_size=66"], ["data.image_size=66", "multiple of 4"]),
+        "negative lr": (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1"]),
+        "missing ckpt": ([f"ckpt_path={tmp_path / 'gone.ckpt'}"], ["gone.ckpt"]),
+        "missing vgg weights": ([f"perceptual.weights={tmp_path / 'vgg.pth'}"], ["perceptual.weights", "vgg.pth"]),
+        "missing style image": (["style=custom", f"style.image={tmp_path / 'p.jpg'}"], ["style.image", "p.jpg"]),
+        "custom style without image": (["style=custom"], ["style.image"]),
+        "nothing to resume": (["resume=true"], ["resume=true", str(out)]),
+        "zero steps": (["trainer.max_steps=0"], ["trainer.max_steps=0"]),
+    }
+    stylize_cases = {
+        "stylize missing ckpt": (
+            [f"ckpt={tmp_path / 'none.ckpt'}", f"input={photo}", f"output={tmp_path / 'o.png'}"],
+            ["none.ckpt"],
+        ),
+        "stylize unknown key": (["ckpt=x", "input=y", "output=z", "colour=red"], ["'colour'"]),
+        "stylize bad device": ([f"ckpt={photo}", "input=y", "output=z", "device=gpu"], ["device='gpu'"]),
+    }
+    commands = [[str(ROOT / "train.py"), *base, *args] for args, _ in train_cases.values()]
+    commands += [[str(ROOT / "stylize.py"), *args] for args, _ in stylize_cases.values()]
+    results = _run_all(commands, cwd=tmp_path)
+    assert len(results) >= 15
+    for (name, (_, fragments)), result in zip([*train_cases.items(), *stylize_cases.items()], results, strict=True):
+        line = assert_one_line_error(result, *fragments)
+        assert result.returncode == 2, (name, line)
+    assert not out.exists()  # rejected before Hydra created a run folder
+    assert not (tmp_path / "o.png").exists()
