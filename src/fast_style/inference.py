@@ -6,7 +6,6 @@ have the input's size and are clamped to [0, 1].
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fast_style.checkpointing import safe_torch_load
 from fast_style.errors import FastStyleError
 from fast_style.networks import TransformerNet, strip_compile_prefix
 
@@ -43,19 +43,7 @@ class Stylizer(nn.Module):
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a fast-style Lightning checkpoint safely (``weights_only=True``: no code can run)."""
     path = Path(path)
-    if not path.is_file():
-        raise FastStyleError(f"checkpoint {path} does not exist: pass ckpt=<path printed at the end of training>")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise FastStyleError(
-            f"refusing to load {path}: it holds Python objects that could run code ({str(exc).splitlines()[0][:120]}); "
-            "use a checkpoint written by fast-style or an exported .onnx/.safetensors file"
-        ) from exc
-    except Exception as exc:
-        raise FastStyleError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}): it is truncated or not a checkpoint; pass a .ckpt written by train.py"
-        ) from exc
+    checkpoint = safe_torch_load(path, hint="pass ckpt=<path printed at the end of training>")
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise FastStyleError(
             f"{path} is not a fast-style checkpoint (no '{CHECKPOINT_KEY}' section): pass a .ckpt written by train.py"

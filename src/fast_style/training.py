@@ -119,7 +119,8 @@ def train(cfg: DictConfig) -> float:
             f"stopped by a signal at step {graceful.saved_step}; saved {graceful.last_path}: "
             "continue with the same command plus resume=true"
         ) from exc
-    final = save_checkpoint_atomic(trainer, run_dir / "final.ckpt")
+    final = run_dir / "final.ckpt"
+    trainer.save_checkpoint(final)  # collective; AtomicCheckpointIO writes it atomically on rank 0
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
     report_skipped(trainer, module, run_dir)
     if trainer.is_global_zero:
@@ -152,18 +153,3 @@ def keep_csv_history(run_dir: Path, cfg: DictConfig) -> None:
     if current.is_file():
         index = 1 + sum(1 for _ in logs.glob("metrics_*.csv"))
         os.replace(current, logs / f"metrics_{index}.csv")
-
-
-def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> Path:
-    """Write a checkpoint next to ``path`` and rename it into place (all ranks must call this)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp)  # collective: rank 0 writes, every rank waits
-    if trainer.is_global_zero:
-        os.replace(tmp, path)
-    trainer.strategy.barrier("fast_style.save_checkpoint_atomic")
-    return path
-
-
-def configure_environment() -> None:
-    """Quiet, non-interactive defaults for libraries that otherwise prompt or phone home."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
