@@ -151,7 +151,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     if source == "folder":
         c.existing("data.root", "folder", "point data.root at a folder of photos (e.g. COCO train2014)")
     elif source == "packed":
-        c.existing("data.path", "file", "run scripts/prepare_data.py first or fix data.path")
+        c.existing("data.path", "folder", "run scripts/prepare_data.py first or fix data.path")
     elif not c.get("data.path", None):
         raise FastStyleError(
             "data.path is required for data.source=hub: pass a Hub dataset id, e.g. detection-datasets/coco"
