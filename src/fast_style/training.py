@@ -11,9 +11,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from fast_style.callbacks import SampleImages
+from fast_style.callbacks import SampleImages, Throughput
 from fast_style.errors import FastStyleError
 from fast_style.images import load_image
+from fast_style.loggers import finish_loggers
 from fast_style.module import StyleTransferModule
 from fast_style.perceptual import PerceptualLoss
 from fast_style.styles import resolve_style_image
@@ -80,15 +81,20 @@ def train(cfg: DictConfig) -> float:
     ]
     loggers = [instantiate(logger) for logger in cfg.logger.values()] if cfg.get("logger") else False
     if loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks += [LearningRateMonitor(logging_interval="step"), Throughput()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
     ckpt_path = cfg.get("ckpt_path") or ("last" if cfg.get("resume") else None)
     if ckpt_path == "last" and not (run_dir / "last.ckpt").is_file():
         raise FastStyleError(
             f"resume=true but {run_dir / 'last.ckpt'} does not exist: pass run_dir=<folder of the run to resume> or ckpt_path=..."
         )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    final = save_checkpoint_atomic(trainer, run_dir / "final.ckpt")
+    try:
+        for logger in loggers or ():  # the resolved config: wandb's config panel, hparams.yaml, TensorBoard
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        final = save_checkpoint_atomic(trainer, run_dir / "final.ckpt")
+    finally:
+        finish_loggers(loggers)  # before the last lines: wandb prints its own summary when it closes
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
     if trainer.is_global_zero:
         print(f"final checkpoint: {final}")
