@@ -211,7 +211,7 @@ def make_contact_sheet(
     rows_of_text = [["content"], *labels]
     label_width = 2 * pad + max(int(font.getlength(line)) for lines in rows_of_text for line in lines)
     row_heights = [max(tile, len(lines) * line_height) for lines in rows_of_text]
-    width = label_width + len(photos) * (tile + pad) + pad
+    width = label_width + len(photos) * (tile + pad)  # label_width ends with a pad: a pad between all cells
     height = sum(row_heights) + (len(row_heights) + 1) * pad
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
