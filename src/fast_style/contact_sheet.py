@@ -253,5 +253,6 @@ def main(argv: list[str] | None = None) -> Path:
     single_dir = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
     out = Path(args.out) if args.out else (Path(args.paths[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
     save_image(sheet.image, out)
-    print(f"contact sheet ({sheet.rows - 1} runs x {sheet.cols} photos): {out}")
+    runs, photos_n = sheet.rows - 1, sheet.cols
+    print(f"contact sheet ({runs} run{'s' * (runs != 1)} x {photos_n} photo{'s' * (photos_n != 1)}): {out}")
     return out
