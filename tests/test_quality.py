@@ -30,11 +30,15 @@ CONTENT_FRACTION = 0.5
 def resize_longer(image: torch.Tensor, size: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     scale = size / max(h, w)
-    return F.interpolate(image[None], size=(round(h * scale), round(w * scale)), mode="bicubic", antialias=True).clamp(0, 1)
+    return F.interpolate(image[None], size=(round(h * scale), round(w * scale)), mode="bicubic", antialias=True).clamp(
+        0, 1
+    )
 
 
 @pytest.mark.slow
-def test_short_training_moves_held_out_photos_towards_the_style(photos_dir, held_out_photos, tmp_path, stand_in_vgg, needs_styles):
+def test_short_training_moves_held_out_photos_towards_the_style(
+    photos_dir, held_out_photos, tmp_path, stand_in_vgg, needs_styles
+):
     overrides = tiny_train_overrides(photos_dir, weights=str(stand_in_vgg), steps=STEPS, size=128)
     overrides += [*STAND_IN_LOSS, "data.batch_size=4", "style.size=256", "samples.count=0"]
     cfg = compose_train(overrides, tmp_path / "run")
@@ -48,14 +52,20 @@ def test_short_training_moves_held_out_photos_towards_the_style(photos_dir, held
         with torch.no_grad():
             stylized = stylizer(photo)
             content_layer = loss.content_layers[0]
-            features = {name: loss.vgg(x, [content_layer])[content_layer] for name, x in
-                        [("photo", photo), ("stylized", stylized)]}
-            other = loss.vgg(F.interpolate(unrelated, size=photo.shape[-2:], mode="bilinear"), [content_layer])[content_layer]
+            features = {
+                name: loss.vgg(x, [content_layer])[content_layer]
+                for name, x in [("photo", photo), ("stylized", stylized)]
+            }
+            other = loss.vgg(F.interpolate(unrelated, size=photo.shape[-2:], mode="bilinear"), [content_layer])[
+                content_layer
+            ]
             content_kept = F.mse_loss(features["stylized"], features["photo"]).item()
             content_unrelated = F.mse_loss(other, features["photo"]).item()
             style_before = loss.style_distance(photo).item()
             style_after = loss.style_distance(stylized).item()
-        print(f"style {style_before:.4g} -> {style_after:.4g} ({style_before / style_after:.1f}x); "
-              f"content distance {content_kept:.4g} vs unrelated photo {content_unrelated:.4g}")
+        print(
+            f"style {style_before:.4g} -> {style_after:.4g} ({style_before / style_after:.1f}x); "
+            f"content distance {content_kept:.4g} vs unrelated photo {content_unrelated:.4g}"
+        )
         assert style_after * STYLE_FACTOR < style_before
         assert content_kept < CONTENT_FRACTION * content_unrelated

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fast_style.callbacks import SampleImages
+from fast_style.callbacks import SampleImages, Throughput
 from fast_style.checkpointing import (
     AtomicCheckpointIO,
     GracefulStop,
@@ -24,6 +24,7 @@ from fast_style.checkpointing import (
 from fast_style.data import write_skipped_report
 from fast_style.errors import FastStyleError
 from fast_style.images import load_image
+from fast_style.loggers import finish_loggers
 from fast_style.module import StyleTransferModule
 from fast_style.perceptual import PerceptualLoss
 from fast_style.styles import resolve_style_image
@@ -101,7 +102,7 @@ def train(cfg: DictConfig) -> float:
     ]
     loggers = [instantiate(logger) for logger in cfg.logger.values()] if cfg.get("logger") else False
     if loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks += [LearningRateMonitor(logging_interval="step"), Throughput()]
     if ckpt_path is not None:
         keep_csv_history(run_dir, cfg)
     trainer: L.Trainer = instantiate(
@@ -112,15 +113,19 @@ def train(cfg: DictConfig) -> float:
         plugins=[AtomicCheckpointIO()],
     )
     try:
+        for logger in loggers or ():  # the resolved config: wandb's config panel, hparams.yaml, TensorBoard
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        final = run_dir / "final.ckpt"
+        trainer.save_checkpoint(final)  # collective; AtomicCheckpointIO writes it atomically on rank 0
     except SIGTERMException as exc:
         report_skipped(trainer, module, run_dir)
         raise FastStyleError(
             f"stopped by a signal at step {graceful.saved_step}; saved {graceful.last_path}: "
             "continue with the same command plus resume=true"
         ) from exc
-    final = run_dir / "final.ckpt"
-    trainer.save_checkpoint(final)  # collective; AtomicCheckpointIO writes it atomically on rank 0
+    finally:
+        finish_loggers(loggers)  # before the last lines: wandb prints its own summary when it closes
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
     report_skipped(trainer, module, run_dir)
     if trainer.is_global_zero:

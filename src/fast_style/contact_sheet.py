@@ -1,0 +1,258 @@
+"""Contact sheet of a sweep: one row per run, one column per content photo, rows labelled with
+the overrides that differ between the runs.
+
+Layout (all sizes in pixels)::
+
+    +---------+--------+--------+--
+    | content | photo1 | photo2 | ...     <- the unstylized photos
+    +---------+--------+--------+--
+    | label 0 | run 0 applied to each photo
+    | label 1 | run 1 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image, ImageDraw, ImageFont
+
+from fast_style.data import resize_crop
+from fast_style.errors import FastStyleError
+from fast_style.images import open_rgb, save_image, tensor_to_pil
+from fast_style.inference import CHECKPOINT_KEY, Stylizer, network_from_checkpoint, read_checkpoint
+
+BACKGROUND = (255, 255, 255)
+TEXT = (20, 20, 20)
+
+
+@dataclass
+class Run:
+    """One trained network: its checkpoint, run directory and what it was trained with."""
+
+    checkpoint: Path
+    run_dir: Path
+    config: dict[str, Any]
+    overrides: list[str] | None = None  # Hydra's <run_dir>/.hydra/overrides.yaml, when present
+
+
+@dataclass
+class ContactSheet:
+    image: Image.Image
+    labels: list[list[str]]  # per run: the lines written left of its row
+    rows: int  # runs + 1 (the content row)
+    cols: int  # photos
+    cells: list[list[tuple[int, int, int, int]]] = field(default_factory=list)  # [row][col] -> (l, t, r, b)
+
+
+def _natural_key(path: Path) -> list:
+    """Multirun job folders sort as numbers: 2 before 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def _checkpoint_in(folder: Path) -> Path | None:
+    for name in ("final.ckpt", "last.ckpt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def find_checkpoints(paths: list[str | Path]) -> list[Path]:
+    """Checkpoints to compare: ``.ckpt`` files as given, run folders (``final.ckpt``, else
+    ``last.ckpt``), or folders holding run folders (a multirun directory), searched recursively."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            direct = _checkpoint_in(path)
+            if direct:
+                found.append(direct)
+                continue
+            run_dirs = sorted({p.parent for p in path.rglob("*.ckpt") if p.name in ("final.ckpt", "last.ckpt")})
+            if not run_dirs:
+                raise FastStyleError(
+                    f"no final.ckpt or last.ckpt under {path}: pass a multirun folder, run folders or .ckpt files"
+                )
+            found.extend(_checkpoint_in(d) for d in sorted(run_dirs, key=_natural_key))
+        else:
+            raise FastStyleError(f"{path} does not exist: pass a multirun folder, run folders or .ckpt files")
+    if not found:
+        raise FastStyleError("nothing to compare: pass a multirun folder, run folders or .ckpt files")
+    return found
+
+
+def load_run(checkpoint: Path) -> tuple[Run, Stylizer]:
+    data = read_checkpoint(checkpoint)
+    run_dir = checkpoint.parent
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = None
+    if overrides_file.is_file():
+        overrides = [str(o) for o in (yaml.safe_load(overrides_file.read_text()) or [])]
+    run = Run(checkpoint, run_dir, dict(data[CHECKPOINT_KEY].get("config") or {}), overrides)
+    return run, Stylizer(network_from_checkpoint(data)).eval()
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(config, dict):
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: config}
+
+
+def _override_key(text: str) -> str:
+    return text.split("=", 1)[0].lstrip("+~")
+
+
+def run_labels(runs: list[Run]) -> list[list[str]]:
+    """Per run, the ``key=value`` lines that tell it apart from the others.
+
+    From Hydra's overrides when every run has them (``loss.style_weight=0.3``, ``style=the_scream``),
+    else from the resolved configs saved in the checkpoints (paths that name the run itself left
+    out). A run that differs in nothing is labelled with its folder name.
+    """
+    if all(run.overrides is not None for run in runs):
+        per_run = [{_override_key(o): o for o in run.overrides} for run in runs]
+        keys = list(dict.fromkeys(k for items in per_run for k in items))
+        differing = [k for k in keys if len({items.get(k) for items in per_run}) > 1]
+        labels = [[items[k] for k in differing if k in items] for items in per_run]
+    else:
+        per_run = []
+        for run in runs:
+            flat = _flatten(run.config)
+            own = str(run.config.get("run_dir") or run.run_dir)
+            per_run.append({k: v for k, v in flat.items() if k != "run_dir" and not str(v).startswith(own)})
+        keys = list(dict.fromkeys(k for items in per_run for k in items))
+        differing = [k for k in keys if len({repr(items.get(k)) for items in per_run}) > 1]
+        labels = [[f"{k}={items[k]}" for k in differing if k in items] for items in per_run]
+    return [lines or [run.run_dir.name or run.checkpoint.stem] for run, lines in zip(runs, labels, strict=True)]
+
+
+def builtin_photos(size: int = 256) -> list[torch.Tensor]:
+    """Three generated scenes ``(3, size, size)`` in [0, 1] (no files needed): a landscape with a
+    sun, a city at dusk, and shaded spheres on a checkered table; enough edges, flat areas and
+    colours to judge a style."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    # landscape: sky gradient, sun, two rolling hills
+    sky = np.stack([0.35 + 0.4 * y, 0.55 + 0.35 * y, 0.95 - 0.1 * y])
+    image = sky.copy()
+    sun = (x - 0.72) ** 2 + (y - 0.25) ** 2 < 0.08**2
+    image[:, sun] = np.array([1.0, 0.85, 0.3])[:, None]
+    for height, amp, freq, colour in ((0.62, 0.06, 5.0, (0.3, 0.55, 0.25)), (0.75, 0.05, 9.0, (0.15, 0.4, 0.15))):
+        hill = y > height + amp * np.sin(freq * x * np.pi)
+        image[:, hill] = np.array(colour)[:, None] * (0.8 + 0.4 * y[hill])
+    landscape = image
+    # city at dusk: orange-purple sky, dark buildings with lit windows
+    image = np.stack([0.9 - 0.5 * y, 0.45 - 0.25 * y, 0.35 + 0.25 * y])
+    rng = np.random.default_rng(0)
+    left = 0.0
+    while left < 1.0:
+        width, top = rng.uniform(0.08, 0.18), rng.uniform(0.25, 0.7)
+        block = (x >= left) & (x < left + width) & (y > top)
+        image[:, block] = np.array([0.12, 0.12, 0.18])[:, None]
+        windows = block & (np.sin(x * size * 0.8) > 0.3) & (np.sin(y * size * 0.6) > 0.2)
+        lit = windows & (rng.random(windows.shape) < 0.6)
+        image[:, lit] = np.array([1.0, 0.9, 0.5])[:, None]
+        left += width + rng.uniform(0.0, 0.03)
+    city = image
+    # still life: checkered table, three shaded spheres
+    checks = ((np.floor(x * 8) + np.floor(y * 8)) % 2).astype(np.float32)
+    image = np.stack([0.55 + 0.3 * checks, 0.35 + 0.25 * checks, 0.25 + 0.2 * checks])
+    for cx, cy, r, colour in (
+        (0.3, 0.45, 0.18, (0.85, 0.15, 0.1)),
+        (0.65, 0.55, 0.22, (0.2, 0.4, 0.85)),
+        (0.5, 0.25, 0.12, (0.95, 0.8, 0.2)),
+    ):
+        d2 = ((x - cx) ** 2 + (y - cy) ** 2) / r**2
+        inside = d2 < 1
+        shade = np.clip(1.1 - 0.8 * (((x - cx + 0.3 * r) ** 2 + (y - cy + 0.3 * r) ** 2) / r**2), 0.2, 1.2)
+        image[:, inside] = np.array(colour)[:, None] * shade[inside]
+    still = image
+    return [torch.from_numpy(np.clip(a, 0, 1).astype(np.float32)) for a in (landscape, city, still)]
+
+
+def load_photos(paths: list[str | Path], size: int) -> list[torch.Tensor]:
+    """Centre square crops ``(3, size, size)`` in [0, 1] of the given photo files."""
+    return [resize_crop(open_rgb(p), size, None).float().div(255.0) for p in paths]
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+@torch.inference_mode()
+def make_contact_sheet(
+    runs: list[Run], stylizers: list[Stylizer], photos: list[torch.Tensor], pad: int = 8, font_size: int | None = None
+) -> ContactSheet:
+    """Stylize every photo with every run and lay the results out as a labelled grid.
+
+    Args:
+        photos: equal-size ``(3, S, S)`` tensors in [0, 1]; each cell is ``S x S``.
+    """
+    if not photos:
+        raise FastStyleError("no content photos: pass --photos a.jpg b.jpg or leave it out for the built-in ones")
+    tile = photos[0].shape[-1]
+    batch = torch.stack(photos)
+    labels = run_labels(runs)
+    font = _font(font_size or max(12, tile // 16))
+    line_height = font.getbbox("Ag=0.")[3] + 4
+    rows_of_text = [["content"], *labels]
+    label_width = 2 * pad + max(int(font.getlength(line)) for lines in rows_of_text for line in lines)
+    row_heights = [max(tile, len(lines) * line_height) for lines in rows_of_text]
+    width = label_width + len(photos) * (tile + pad)  # label_width ends with a pad: a pad between all cells
+    height = sum(row_heights) + (len(row_heights) + 1) * pad
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    cells: list[list[tuple[int, int, int, int]]] = []
+    top = pad
+    for row, (lines, row_height) in enumerate(zip(rows_of_text, row_heights, strict=True)):
+        images = batch if row == 0 else stylizers[row - 1](batch)
+        text_top = top + (row_height - len(lines) * line_height) // 2
+        for i, line in enumerate(lines):
+            draw.text((pad, text_top + i * line_height), line, fill=TEXT, font=font)
+        cells.append([])
+        for col, image in enumerate(images):
+            left = label_width + col * (tile + pad)
+            cell_top = top + (row_height - tile) // 2
+            sheet.paste(tensor_to_pil(image), (left, cell_top))
+            cells[-1].append((left, cell_top, left + tile, cell_top + tile))
+        top += row_height + pad
+    return ContactSheet(sheet, labels, rows=len(rows_of_text), cols=len(photos), cells=cells)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        description="One image comparing trained runs: a row per run, a column per content photo, "
+        "rows labelled with the overrides that differ.",
+    )
+    parser.add_argument("paths", nargs="+", help="a multirun folder, run folders, or .ckpt files")
+    parser.add_argument("--photos", nargs="+", help="content photos (default: three built-in generated scenes)")
+    parser.add_argument("--size", type=int, default=256, help="side of each cell in pixels (default 256)")
+    parser.add_argument(
+        "--out", help="output image (default: <DIR>/contact_sheet.png for one folder, else ./contact_sheet.png)"
+    )
+    args = parser.parse_args(argv)
+    if args.size < 16:
+        raise FastStyleError(f"--size {args.size} is too small: use 16 or more pixels")
+    checkpoints = find_checkpoints(args.paths)
+    photos = load_photos(args.photos, args.size) if args.photos else builtin_photos(args.size)
+    loaded = [load_run(c) for c in checkpoints]
+    sheet = make_contact_sheet([r for r, _ in loaded], [s for _, s in loaded], photos)
+    single_dir = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
+    out = Path(args.out) if args.out else (Path(args.paths[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
+    save_image(sheet.image, out)
+    runs, photos_n = sheet.rows - 1, sheet.cols
+    print(f"contact sheet ({runs} run{'s' * (runs != 1)} x {photos_n} photo{'s' * (photos_n != 1)}): {out}")
+    return out
