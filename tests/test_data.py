@@ -68,3 +68,14 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["images"].shape[0] == 1
     assert sorted(s.split(" ")[0].rsplit("/", 1)[-1] for s in batch["skipped"]) == ["broken.jpg", "truncated.jpg"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from fast_style.images import save_image
+
+    path = save_image(torch.rand(3, 8, 8), tmp_path / "x.png")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
