@@ -134,3 +134,30 @@ def test_stand_in_weights_load(stand_in_vgg):
     vgg = VGGFeatures(["relu4_3"], weights=str(stand_in_vgg))
     out = vgg(torch.rand(1, 3, 64, 64))["relu4_3"]
     assert out.shape == (1, 512, 8, 8) and out.abs().sum() > 0
+
+
+def test_normalized_content_error_ignores_activation_scale():
+    loss = make_loss(normalize=True)
+    a, b = torch.rand(2, 16, 8, 8), torch.rand(2, 16, 8, 8)
+    torch.testing.assert_close(loss._content_error(1000 * a, 1000 * b), loss._content_error(a, b))
+    raw = make_loss()
+    torch.testing.assert_close(raw._content_error(10 * a, 10 * b), 100 * raw._content_error(a, b))
+
+
+def test_normalized_style_layers_count_alike_with_the_stand_in(stand_in_vgg):
+    """Raw Gram errors of the stand-in differ by orders of magnitude between layers; normalized ones do not."""
+    torch.manual_seed(0)
+    style, photo = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64).pow(2)
+    per_layer = {}
+    for normalize in (False, True):
+        loss = PerceptualLoss(style, weights=str(stand_in_vgg), normalize=normalize)
+        features = loss.vgg(photo)
+        per_layer[normalize] = [
+            (
+                torch.nn.functional.mse_loss(gram_matrix(features[n]), loss.style_gram(n))
+                / getattr(loss, f"style_scale_{n}")
+            ).item()
+            for n in loss.style_layers
+        ]
+    assert max(per_layer[False]) / min(per_layer[False]) > 1e3
+    assert max(per_layer[True]) / min(per_layer[True]) < 1e2

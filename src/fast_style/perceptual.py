@@ -208,6 +208,12 @@ class PerceptualLoss(nn.Module):
     where the first three are already multiplied by their weights. Definitions (as in
     pytorch/examples, so its published weights carry over): content = mean squared error of the
     content-layer features; style = sum over style layers of the mean squared error between Grams.
+
+    ``normalize=True`` makes every term a *relative* error, independent of the VGG's activation
+    scale: each content layer's MSE is divided by the mean square of the photo's features, and each
+    style layer's Gram MSE by the mean square of the style Gram. Every layer then counts about
+    equally (raw Gram errors of different layers differ by orders of magnitude) and weights carry
+    over between VGG weight files and styles; content 1, style ~1-10 is a sensible range.
     """
 
     def __init__(
@@ -220,16 +226,21 @@ class PerceptualLoss(nn.Module):
         tv_weight: float = 0.0,
         arch: str = "vgg16",
         weights: str = "imagenet",
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         self.content_layers = list(content_layers)
         self.style_layers = list(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.normalize = normalize
         self.vgg = VGGFeatures(sorted(set(self.content_layers) | set(self.style_layers)), arch, weights)
         with torch.no_grad():
             features = self.vgg(style_image.float())
         for name in self.style_layers:
-            self.register_buffer(f"style_gram_{name}", gram_matrix(features[name]), persistent=False)
+            gram = gram_matrix(features[name])
+            self.register_buffer(f"style_gram_{name}", gram, persistent=False)
+            scale = gram.square().mean().clamp_min(1e-12) if normalize else torch.ones(())
+            self.register_buffer(f"style_scale_{name}", scale, persistent=False)
 
     def style_gram(self, name: str) -> torch.Tensor:
         return getattr(self, f"style_gram_{name}")
@@ -237,8 +248,14 @@ class PerceptualLoss(nn.Module):
     def _style_term(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(
             F.mse_loss(gram_matrix(features[n]), self.style_gram(n).expand(features[n].shape[0], -1, -1))
+            / getattr(self, f"style_scale_{n}")
             for n in self.style_layers
         )
+
+    def _content_error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.float()
+        error = F.mse_loss(output.float(), target)
+        return error / target.square().mean().clamp_min(1e-12) if self.normalize else error
 
     @torch.no_grad()
     def style_distance(self, images: torch.Tensor) -> torch.Tensor:
@@ -250,9 +267,7 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             # The photo only needs the content layers (relu2_2 by default): a third of the VGG.
             content_features = self.vgg(content, self.content_layers)
-        content_loss = sum(
-            F.mse_loss(out_features[n].float(), content_features[n].float()) for n in self.content_layers
-        )
+        content_loss = sum(self._content_error(out_features[n], content_features[n]) for n in self.content_layers)
         style_loss = self._style_term(out_features)
         terms = {
             "content": self.content_weight * content_loss,

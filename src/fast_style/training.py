@@ -56,6 +56,7 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         content_weight=cfg.loss.content_weight,
         style_weight=cfg.loss.style_weight,
         tv_weight=cfg.loss.tv_weight,
+        normalize=cfg.loss.get("normalize", False),
     )
     metadata = {"style": cfg.style.get("name"), "config": OmegaConf.to_container(cfg, resolve=True)}
     return StyleTransferModule(
