@@ -119,6 +119,7 @@ def tiny_train_overrides(photos: Path, weights: str = "random", steps: int = 3, 
         "trainer.log_every_n_steps=1",
         "samples.count=2",
         "logger=csv",
+        "export.formats=[]",  # exporting takes ~20 s on 2 CPU cores; test_export.py covers it
     ]
 
 

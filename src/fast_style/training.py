@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fast_style.callbacks import SampleImages
 from fast_style.errors import FastStyleError
+from fast_style.export import export_checkpoint
 from fast_style.images import load_image
 from fast_style.module import StyleTransferModule
 from fast_style.perceptual import PerceptualLoss
@@ -91,8 +93,21 @@ def train(cfg: DictConfig) -> float:
     final = save_checkpoint_atomic(trainer, run_dir / "final.ckpt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
     if trainer.is_global_zero:
-        print(f"final checkpoint: {final}")
+        export_final(final, cfg.get("export"))
+        print(f"final checkpoint: {final}")  # keep last: scripts read the path from the last line
     return metrics.get("loss/total", float("nan"))
+
+
+def export_final(final: Path, export_cfg: DictConfig | None) -> None:
+    """Export the final model (``export.formats``); a failed export is reported, not fatal: the
+    checkpoint is safe and ``scripts/export.py ckpt=...`` can redo it."""
+    formats = list(export_cfg.get("formats") or []) if export_cfg else []
+    if not formats:
+        return
+    try:
+        export_checkpoint(final, formats, export_cfg.get("out_dir"))
+    except FastStyleError as exc:
+        print(f"warning: {exc}; rerun python scripts/export.py ckpt={final}", file=sys.stderr)
 
 
 def save_checkpoint_atomic(trainer: L.Trainer, path: Path) -> Path:

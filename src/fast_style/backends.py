@@ -1,0 +1,208 @@
+"""One interface over every file a stylizer can come in: checkpoint, ONNX, TorchScript, safetensors.
+
+``load_backend(path)`` picks the runtime from the file name; every backend maps a batch
+``(B, 3, H, W)`` float32 RGB in [0, 1] (CPU) to the stylized batch, same shape, in [0, 1] (CPU).
+Each backend can also rebuild the eager PyTorch ``Stylizer`` from the weights its file carries:
+tiled stylizing of large images needs the network's instance norms (see ``tiling``), which an
+ONNX session or a TorchScript graph does not expose.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fast_style.errors import FastStyleError
+from fast_style.inference import Stylizer, load_stylizer
+from fast_style.networks import TransformerNet
+
+PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
+SUFFIXES[".safetensors"] = "safetensors"
+# Written into every export (ONNX metadata, TorchScript extra file, safetensors header + sidecar).
+INFO_KEY = "fast_style"
+
+
+def parse_precision(value: Any) -> torch.dtype:
+    text = {"32": "32", "fp32": "32", "float32": "32", "16": "fp16", "float16": "fp16", "bfloat16": "bf16"}.get(
+        str(value).lower(), str(value).lower()
+    )
+    if text not in PRECISIONS:
+        raise FastStyleError(f"precision={value!r} is not supported: use 32, bf16 or fp16")
+    return PRECISIONS[text]
+
+
+def stylizer_from_weights(state: dict[str, torch.Tensor], info: dict[str, Any], source: Path) -> Stylizer:
+    """Eager ``Stylizer`` from a ``Stylizer`` state dict (keys ``net.…``) and the export's info."""
+    try:
+        net = TransformerNet(**info["model"])
+        stylizer = Stylizer(net, margin=int(info.get("margin", 8)))
+        stylizer.load_state_dict({k: torch.as_tensor(v).float() for k, v in state.items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise FastStyleError(
+            f"{source} does not hold fast-style weights ({type(exc).__name__}): re-export it with scripts/export.py"
+        ) from exc
+    return stylizer.eval().requires_grad_(False)
+
+
+class Backend:
+    """A loaded stylizer. ``__call__``: ``(B, 3, H, W)`` [0, 1] CPU -> same shape [0, 1] CPU."""
+
+    kind = "checkpoint"
+
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+        self.path, self.device, self.dtype = path, device, dtype
+        self._eager: Stylizer | None = None
+
+    def eager(self) -> Stylizer:
+        """The eager PyTorch stylizer (on ``device``), rebuilt from this file's weights."""
+        if self._eager is None:
+            self._eager = self._load_eager().to(self.device)
+            if self.dtype != torch.float32:
+                self._eager = self._eager.to(memory_format=torch.channels_last)
+        return self._eager
+
+    def _load_eager(self) -> Stylizer:
+        return load_stylizer(self.path)
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def run_module(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """Run a PyTorch module at this backend's device and precision; result float32 on the CPU."""
+        batch = batch.to(self.device, non_blocking=True)
+        if self.dtype != torch.float32:
+            batch = batch.contiguous(memory_format=torch.channels_last)  # NHWC: the fast bf16 layout
+        with self.autocast():
+            out = module(batch)
+        return out.float().cpu().contiguous()
+
+    def run_eager(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.run_module(self.eager(), batch)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.run_eager(batch)
+
+
+class SafetensorsBackend(Backend):
+    kind = "safetensors"
+
+    def _load_eager(self) -> Stylizer:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(self.path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            state = load_file(str(self.path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise FastStyleError(f"cannot read {self.path} ({exc}): the file is damaged; re-export it") from exc
+        sidecar = self.path.with_suffix(".json")
+        if INFO_KEY in metadata:
+            info = json.loads(metadata[INFO_KEY])
+        elif sidecar.is_file():
+            info = json.loads(sidecar.read_text())
+        else:
+            raise FastStyleError(f"{self.path} has no model config: put its {sidecar.name} next to it")
+        return stylizer_from_weights(state, info, self.path)
+
+
+class TorchScriptBackend(Backend):
+    kind = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(path, device, dtype)
+        extra = {f"{INFO_KEY}.json": ""}
+        try:
+            self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
+        except Exception as exc:
+            raise FastStyleError(
+                f"cannot load TorchScript file {path} ({type(exc).__name__}): it is damaged or not TorchScript; "
+                "re-export it with scripts/export.py"
+            ) from exc
+        self.info = json.loads(extra[f"{INFO_KEY}.json"] or "{}")
+        if dtype != torch.float32:
+            self.module = self.module.to(memory_format=torch.channels_last)
+
+    def _load_eager(self) -> Stylizer:
+        return stylizer_from_weights({k: v.cpu() for k, v in self.module.state_dict().items()}, self.info, self.path)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.run_module(self.module, batch)
+
+
+class OnnxBackend(Backend):
+    kind = "onnx"
+
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(path, device, dtype)
+        import onnxruntime as ort
+
+        if dtype != torch.float32:
+            raise FastStyleError(
+                f"precision={dtype} applies to .ckpt and TorchScript models; {path.name} runs in float32: drop precision="
+            )
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise FastStyleError(
+                    "device=cuda but this onnxruntime has no CUDA provider: pip install onnxruntime-gpu or use device=cpu"
+                )
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initializers are noise for users
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise FastStyleError(
+                f"cannot load ONNX model {path} ({first}): it is damaged or not ONNX; re-export it with scripts/export.py"
+            ) from exc
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _load_eager(self) -> Stylizer:
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(self.path))
+        info = json.loads({p.key: p.value for p in model.metadata_props}.get(INFO_KEY, "{}"))
+        state = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
+        return stylizer_from_weights({k: v for k, v in state.items() if k.startswith("net.")}, info, self.path)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.float().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def load_backend(path: str | Path, device: torch.device | str = "cpu", precision: Any = "32") -> Backend:
+    """Open a stylizer file; the runtime follows the suffix (``.ckpt``, ``.onnx``, ``.pt``/``.ts``,
+    ``.safetensors``). One-line ``FastStyleError`` for missing, damaged or unknown files."""
+    path = Path(path).expanduser()
+    device = torch.device(device)
+    dtype = parse_precision(precision)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise FastStyleError(
+            f"ckpt={path} has unsupported extension {path.suffix!r}: pass a .ckpt, .onnx, .pt/.ts (TorchScript) "
+            "or .safetensors file"
+        )
+    if not path.is_file():
+        raise FastStyleError(f"model file {path} does not exist: pass ckpt=<a .ckpt, .onnx, .pt or .safetensors file>")
+    if kind == "checkpoint":
+        backend = Backend(path, device, dtype)
+        backend.eager()  # load now: a damaged checkpoint fails before any output is written
+        return backend
+    if kind == "safetensors":
+        backend = SafetensorsBackend(path, device, dtype)
+        backend.eager()
+        return backend
+    return {"onnx": OnnxBackend, "torchscript": TorchScriptBackend}[kind](path, device, dtype)
