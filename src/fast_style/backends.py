@@ -10,6 +10,7 @@ ONNX session or a TorchScript graph does not expose.
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,9 @@ class TorchScriptBackend(Backend):
         super().__init__(path, device, dtype)
         extra = {f"{INFO_KEY}.json": ""}
         try:
-            self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
+            with warnings.catch_warnings():  # "torch.jit is deprecated": still the portable format
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
         except Exception as exc:
             raise FastStyleError(
                 f"cannot load TorchScript file {path} ({type(exc).__name__}): it is damaged or not TorchScript; "

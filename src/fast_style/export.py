@@ -83,8 +83,10 @@ def _write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
 
 def _write_torchscript(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
     # Scripted, not traced: the pad-to-multiple-of-4 and crop depend on the input size.
-    scripted = torch.jit.script(stylizer)
-    torch.jit.save(scripted, str(path), _extra_files={f"{INFO_KEY}.json": json.dumps(info)})
+    with warnings.catch_warnings():  # "torch.jit is deprecated": still the portable format
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(stylizer)
+        torch.jit.save(scripted, str(path), _extra_files={f"{INFO_KEY}.json": json.dumps(info)})
 
 
 def _write_safetensors(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:

@@ -103,9 +103,8 @@ def stylize_batch(backend: Backend, images: torch.Tensor, options: Options) -> t
         styled = backend(work)
     else:
         stylizer = backend.eager()  # tiling freezes the instance norms of the PyTorch network
-        styled = torch.stack(
-            [stylize_tiled(backend.run_eager, stylizer, image, tile) for image in work]  # one image at a time
-        )
+        parts = [stylize_tiled(backend.run_eager, stylizer, image, tile) for image in work]  # one at a time
+        styled = parts[0][None] if len(parts) == 1 else torch.stack(parts)  # a view: no 8K copy
     styled = resize(styled, (height, width))
     return blend_into(styled, images, options.strength, options.preserve_color)
 
@@ -163,7 +162,8 @@ def stylize_folder(backend: Backend, pairs: list[tuple[Path, Path]], options: Op
     def run(group: list[tuple[Path, Path, torch.Tensor]]) -> None:
         nonlocal failures
         try:
-            results = stylize_batch(backend, torch.stack([image for _, _, image in group]), options)
+            images = group[0][2][None] if len(group) == 1 else torch.stack([image for _, _, image in group])
+            results = stylize_batch(backend, images, options)
             for (_, dst, _), result in zip(group, results, strict=True):
                 written.append(save_image(result, dst))
         except (FastStyleError, RuntimeError, OSError, ValueError, MemoryError) as exc:
