@@ -61,7 +61,10 @@ def test_the_weights_rebuilt_from_each_export_are_the_checkpoints(trained_run):
 def test_export_script_writes_into_out_dir_and_rejects_bad_formats(trained_run, tmp_path):
     run_dir, _ = trained_run
     result = run_script(
-        "scripts/export.py", f"ckpt={run_dir / 'final.ckpt'}", "formats=[torchscript,safetensors]", f"out_dir={tmp_path}"
+        "scripts/export.py",
+        f"ckpt={run_dir / 'final.ckpt'}",
+        "formats=[torchscript,safetensors]",
+        f"out_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.json", "final.safetensors", "final.torchscript.pt"]

@@ -152,9 +152,11 @@ def _report(message: str) -> None:
     tqdm.write(f"skipped {' '.join(message.split())}", file=sys.stderr)
 
 
-def stylize_folder(backend: Backend, pairs: list[tuple[Path, Path]], options: Options) -> tuple[list[Path], int]:
+def stylize_folder(
+    backend: Backend, pairs: list[tuple[Path, Path]], options: Options, keep_going: bool = True
+) -> tuple[list[Path], int]:
     """Stylize many images, batching neighbours of equal size; a failing file is reported and
-    skipped. Returns (written outputs, number of failures)."""
+    skipped (``keep_going``) or raised. Returns (written outputs, number of failures)."""
     written: list[Path] = []
     failures = 0
     pending: list[tuple[Path, Path, torch.Tensor]] = []
@@ -171,6 +173,8 @@ def stylize_folder(backend: Backend, pairs: list[tuple[Path, Path]], options: Op
                 for item in group:
                     run([item])
                 return
+            if not keep_going:
+                raise
             failures += 1
             _report(f"{group[0][0]}: {exc}")
 
@@ -178,6 +182,8 @@ def stylize_folder(backend: Backend, pairs: list[tuple[Path, Path]], options: Op
         try:
             image = load_image(src)
         except FastStyleError as exc:
+            if not keep_going:
+                raise
             failures += 1
             _report(f"{src}: {exc}")
             continue
@@ -208,7 +214,7 @@ def stylize(cfg: DictConfig) -> list[Path]:
         frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)
         print(f"wrote {dst} ({frames} frames)")
         return [dst]
-    written, failures = stylize_folder(backend, pairs, options)
+    written, failures = stylize_folder(backend, pairs, options, keep_going=source.is_dir())
     if failures:
         raise FastStyleError(
             f"{failures} of {len(pairs)} images failed (reported above), {len(written)} written to {target}: "
