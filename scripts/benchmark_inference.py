@@ -1,13 +1,14 @@
 """Inference speed of one stylizer across backends and precisions, on the same machine.
 
     python scripts/benchmark_inference.py [ckpt=final.ckpt] [device=auto] [size=1024x680] [batch=1]
-        [windows=5] [iters=3] [warmup=2] [backends=eager32,eager32_cl,bf16_cl,fp16_cl,torchscript,torchscript_bf16_cl,onnx]
-        [compile=false]
+        [windows=5] [iters=3] [warmup=2] [backends=eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,
+        torchscript_bf16,onnx] [compile=false]
 
 The reference is eager fp32 PyTorch (NCHW). Every other row is timed the same way: ``warmup`` runs,
 then ``windows`` windows of ``iters`` runs; the median window gives ms per image. Each row also
 prints its max abs difference from the reference output on the [0, 1] scale, so a fast but wrong
-precision shows. Without ``ckpt`` a freshly initialised Johnson network is timed (speed does not
+precision shows. ``bf16``/``fp16``/``torchscript*``/``onnx`` rows run through ``load_backend``, i.e.
+exactly what ``stylize.py precision=...`` does (including the host-device copies). Without ``ckpt`` a freshly initialised Johnson network is timed (speed does not
 depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080p throughput.
 """
 
@@ -38,7 +39,7 @@ DEFAULTS = {
     "windows": "5",
     "iters": "3",
     "warmup": "2",
-    "backends": "eager32,eager32_cl,bf16_cl,fp16_cl,torchscript,torchscript_bf16_cl,onnx",
+    "backends": "eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,torchscript_bf16,onnx",
     "compile": "false",
 }
 
@@ -102,15 +103,11 @@ def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
     cuda = device.type == "cuda"
     batch = torch.rand(batch_size, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}")
-    print(f"image {width}x{height}, batch {batch_size}, median of {windows} windows x {iters} runs after {warmup} warm-up")
+    print(
+        f"image {width}x{height}, batch {batch_size}, median of {windows} windows x {iters} runs after {warmup} warm-up"
+    )
 
     eager = stylizer.to(device)
-    candidates: dict[str, Callable[[], Callable]] = {
-        "eager32": lambda: runner(eager, device, None, False),
-        "eager32_cl": lambda: runner(eager, device, None, True),
-        "bf16_cl": lambda: runner(eager, device, torch.bfloat16, True),
-        "fp16_cl": lambda: runner(eager, device, torch.float16, True),
-    }
     tmp = Path(tempfile.mkdtemp(prefix="fast_style_bench_"))
     exported: dict[str, Path] = {}
 
@@ -120,22 +117,31 @@ def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
             stylizer.to(device)
         return exported[fmt]
 
-    def torchscript(dtype, channels_last):
-        module = load_backend(exported_file("torchscript"), device).module
-        return runner(module, device, dtype, channels_last)
+    def backend(fmt: str, precision: str) -> Callable:
+        """Exactly what ``stylize.py ckpt=<fmt file> precision=<precision>`` runs (untiled)."""
+        loaded = load_backend(exported_file(fmt), device, precision)
+        return lambda b: loaded(b.cpu())  # backends take and return host tensors
 
-    def onnx():
-        backend = load_backend(exported_file("onnx"), device)
-        return lambda b: backend(b.cpu())  # ONNX Runtime takes host arrays
+    def compiled_bf16() -> Callable:
+        loaded = load_backend(exported_file("safetensors"), device, "bf16")
+        loaded._eager = torch.compile(loaded.eager())
+        return lambda b: loaded(b.cpu())
 
-    candidates["torchscript"] = lambda: torchscript(None, False)
-    candidates["torchscript_bf16_cl"] = lambda: torchscript(torch.bfloat16, True)
-    candidates["onnx"] = onnx
+    candidates: dict[str, Callable[[], Callable]] = {
+        "eager32": lambda: runner(eager, device, None, False),
+        "eager32_cl": lambda: runner(eager, device, None, True),
+        "autocast_bf16_cl": lambda: runner(eager, device, torch.bfloat16, True),
+        "bf16": lambda: backend("safetensors", "bf16"),
+        "fp16": lambda: backend("safetensors", "fp16"),
+        "torchscript": lambda: backend("torchscript", "32"),
+        "torchscript_bf16": lambda: backend("torchscript", "bf16"),
+        "onnx": lambda: backend("onnx", "32"),
+        "compile_bf16": compiled_bf16,
+    }
     if str(args["compile"]).lower() == "true":
-        candidates["compile_bf16_cl"] = lambda: runner(torch.compile(eager), device, torch.bfloat16, True)
-        wanted.append("compile_bf16_cl")
-    if not cuda and "fp16_cl" in wanted:
-        wanted.remove("fp16_cl")  # CPUs without fp16 units emulate it: not a deployment option
+        wanted.append("compile_bf16")
+    if not cuda and "fp16" in wanted:
+        wanted.remove("fp16")  # CPUs without fp16 units emulate it: not a deployment option
     unknown = [b for b in wanted if b not in candidates]
     if unknown:
         raise FastStyleError(f"unknown backend {unknown[0]!r}: choose from {', '.join(candidates)}")

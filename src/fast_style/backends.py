@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,30 @@ def stylizer_from_weights(state: dict[str, torch.Tensor], info: dict[str, Any], 
     return stylizer.eval().requires_grad_(False)
 
 
+class FusedInstanceNorm2d(nn.InstanceNorm2d):
+    """Inference instance norm: one ``var_mean`` reduction and one fused multiply-add.
+
+    Same parameters and results as ``nn.InstanceNorm2d`` (affine, no running stats), but for
+    bf16/fp16 channels-last tensors the native kernel copies NHWC to NCHW and back; this keeps the
+    layout and was ~1.3x faster end to end on a 2-core AVX-512-BF16 CPU.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        scale = torch.rsqrt(var.float() + self.eps) * self.weight.float()[:, None, None]
+        shift = self.bias.float()[:, None, None] - mean.float() * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+
+
+def for_reduced_precision(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast an eager stylizer to ``dtype`` (weights and activations, no autocast round trips),
+    channels-last, with fused instance norms."""
+    for norm in module.modules():
+        if type(norm) is nn.InstanceNorm2d and norm.affine and not norm.track_running_stats:
+            norm.__class__ = FusedInstanceNorm2d
+    return module.to(dtype=dtype, memory_format=torch.channels_last)
+
+
 class Backend:
     """A loaded stylizer. ``__call__``: ``(B, 3, H, W)`` [0, 1] CPU -> same shape [0, 1] CPU."""
 
@@ -66,26 +89,21 @@ class Backend:
         if self._eager is None:
             self._eager = self._load_eager().to(self.device)
             if self.dtype != torch.float32:
-                self._eager = self._eager.to(memory_format=torch.channels_last)
+                self._eager = for_reduced_precision(self._eager, self.dtype)
         return self._eager
 
     def _load_eager(self) -> Stylizer:
         return load_stylizer(self.path)
 
-    def autocast(self):
-        if self.dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     @torch.inference_mode()
     def run_module(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        """Run a PyTorch module at this backend's device and precision; result float32 on the CPU."""
+        """Run a PyTorch module (already cast to this backend's dtype) on ``device``; result
+        float32 on the CPU."""
         batch = batch.to(self.device, non_blocking=True)
         if self.dtype != torch.float32:
-            batch = batch.contiguous(memory_format=torch.channels_last)  # NHWC: the fast bf16 layout
-        with self.autocast():
-            out = module(batch)
-        return out.float().cpu().contiguous()
+            # NHWC in the module's dtype: the fast layout for bf16/fp16 convolutions.
+            batch = batch.to(dtype=self.dtype, memory_format=torch.channels_last)
+        return module(batch).float().cpu().contiguous()
 
     def run_eager(self, batch: torch.Tensor) -> torch.Tensor:
         return self.run_module(self.eager(), batch)
@@ -134,10 +152,11 @@ class TorchScriptBackend(Backend):
             ) from exc
         self.info = json.loads(extra[f"{INFO_KEY}.json"] or "{}")
         if dtype != torch.float32:
-            self.module = self.module.to(memory_format=torch.channels_last)
+            self.module = self.module.to(dtype=dtype, memory_format=torch.channels_last)
 
     def _load_eager(self) -> Stylizer:
-        return stylizer_from_weights({k: v.cpu() for k, v in self.module.state_dict().items()}, self.info, self.path)
+        state = {k: v.float().cpu() for k, v in self.module.state_dict().items()}
+        return stylizer_from_weights(state, self.info, self.path)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return self.run_module(self.module, batch)
