@@ -123,8 +123,7 @@ def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
         return lambda b: loaded(b.cpu())  # backends take and return host tensors
 
     def compiled_bf16() -> Callable:
-        loaded = load_backend(exported_file("safetensors"), device, "bf16")
-        loaded._eager = torch.compile(loaded.eager())
+        loaded = load_backend(exported_file("safetensors"), device, "bf16", compile=True)
         return lambda b: loaded(b.cpu())
 
     candidates: dict[str, Callable[[], Callable]] = {

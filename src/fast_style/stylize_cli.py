@@ -208,7 +208,10 @@ def stylize(cfg: DictConfig) -> list[Path]:
         raise FastStyleError(f"overwrite={overwrite!r} is not valid: use true or false")
     source, target = Path(str(cfg.input)).expanduser(), Path(str(cfg.output)).expanduser()
     pairs = plan_outputs(source, target, overwrite)
-    backend = load_backend(cfg.ckpt, device, cfg.get("precision", "32"))
+    compile = cfg.get("compile", False)
+    if not isinstance(compile, bool):
+        raise FastStyleError(f"compile={compile!r} is not valid: use true or false")
+    backend = load_backend(cfg.ckpt, device, cfg.get("precision", "32"), compile=compile)
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         dst = pairs[0][1]
         frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)
