@@ -198,3 +198,17 @@ def test_video_keeps_frames_fps_and_audio(models, tmp_path, audio):
     assert kinds_out == kinds_in == (["audio", "video"] if audio else ["video"])
     assert frames_out[0].shape == frames_in[0].shape
     assert np.abs(frames_out[3].astype(int) - frames_in[3]).mean() > 10  # stylized, not copied
+
+
+@torch.inference_mode()
+def test_bf16_is_close_to_fp32_tiled_or_not(models):
+    full = load_backend(models["ckpt"])
+    half = load_backend(models["ckpt"], precision="bf16")
+    image = torch.from_numpy(skimage_photo("astronaut")[::4, ::4].copy()).permute(2, 0, 1).float()[None] / 255
+    reference = stylize_batch(full, image, Options())
+    untiled = stylize_batch(half, image, Options())
+    tiled = stylize_batch(half, image, Options(tile=48))
+    assert float((untiled - reference).abs().mean()) < 0.02
+    assert float((tiled - untiled).abs().mean()) < 0.01
+    with pytest.raises(FastStyleError, match="float32"):
+        load_backend(models["onnx"], precision="bf16")
