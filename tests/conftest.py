@@ -119,6 +119,7 @@ def tiny_train_overrides(photos: Path, weights: str = "random", steps: int = 3, 
         "trainer.log_every_n_steps=1",
         "samples.count=2",
         "logger=csv",
+        "export.formats=[]",  # exporting takes ~20 s on 2 CPU cores; test_export.py covers it
     ]
 
 
@@ -142,3 +143,30 @@ def assert_one_line_error(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[-1], lines[-1]
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def trained_run(photos_dir, tmp_path_factory):
+    """A short stand-in-VGG training run that exports its final model to every format.
+
+    Trained weights, not random ones: scale bugs (0-255 vs 0-1, a missing clamp) hide behind an
+    untrained network's near-constant output. Returns ``(run_dir, captured stdout)``.
+    """
+    import contextlib
+    import io
+
+    from fast_style.training import train
+
+    if not STAND_IN_VGG.is_file() or not (STYLE_DIR / "starry_night.jpg").is_file():
+        pytest.skip(f"stand-in VGG or style paintings not found under {SHARED}")
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    overrides = [
+        *tiny_train_overrides(photos_dir, weights=str(STAND_IN_VGG), steps=25),
+        *STAND_IN_LOSS,
+        "samples.count=0",
+        "export.formats=[onnx,torchscript,safetensors]",
+    ]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        train(compose_train(overrides, run_dir))
+    return run_dir, stdout.getvalue()

@@ -62,8 +62,13 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """``(3, H, W)`` float on the [0, 1] scale (clamped here) -> RGB PIL image."""
-    array = image.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
+    # In bands of rows: converting an 8K image in one go would hold several float copies of it.
+    height = image.shape[-2]
+    array = np.empty((height, image.shape[-1], 3), dtype=np.uint8)
+    for top in range(0, height, 256):
+        band = image[:, top : top + 256].detach().float().cpu().clamp(0, 1).mul(255.0).round().byte()
+        array[top : top + 256] = band.permute(1, 2, 0).numpy()
+    return Image.fromarray(array)
 
 
 def load_image(path: str | Path) -> torch.Tensor:

@@ -1,51 +1,229 @@
-"""``stylize(cfg)``: everything ``python stylize.py`` does."""
+"""``stylize(cfg)``: everything ``python stylize.py`` does.
+
+Any model file (``.ckpt``, ``.onnx``, TorchScript ``.pt``/``.ts``, ``.safetensors``), any input (an
+image, a folder of images, a video), any size: large images go through ``tiling``. Images are
+``(3, H, W)`` float in [0, 1] throughout; the output always has the input's size.
+"""
 
 from __future__ import annotations
 
+import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from fast_style.backends import Backend, load_backend
+from fast_style.color import blend_into
 from fast_style.errors import FastStyleError
 from fast_style.images import IMAGE_EXTENSIONS, list_images, load_image, save_image
-from fast_style.inference import load_stylizer, resolve_device, stylize_tensor
+from fast_style.inference import resolve_device
+from fast_style.tiling import AUTO_TILE, AUTO_TILE_PIXELS, stylize_tiled
+from fast_style.video import VIDEO_EXTENSIONS, stylize_video
 
 
-def plan_outputs(source: Path, target: Path) -> list[tuple[Path, Path]]:
-    """Pairs of (input file, output file); a folder maps to a folder with the same file names."""
+@dataclass(frozen=True)
+class Options:
+    """What to do to every image; see configs/stylize.yaml."""
+
+    tile: str | int = "auto"  # "auto" | "off" | tile size in pixels
+    strength: float = 1.0
+    preserve_color: bool = False
+    scale: float = 1.0
+    batch_size: int = 4
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Options:
+        tile = cfg.get("tile", "auto")
+        if tile is False or str(tile).lower() in ("off", "false", "none", "0"):
+            tile = "off"
+        elif str(tile).lower() != "auto":
+            try:
+                tile = int(tile)
+            except (TypeError, ValueError):
+                tile = -1
+            if tile < 16:
+                raise FastStyleError(f"tile={cfg.tile!r} is not valid: use tile=auto, tile=off or a size >= 16 pixels")
+        else:
+            tile = "auto"
+        strength = _number(cfg, "strength", 1.0)
+        if not 0.0 <= strength <= 1.0:
+            raise FastStyleError(f"strength={strength} is out of range: use a value from 0 (photo) to 1 (full style)")
+        scale = _number(cfg, "scale", 1.0)
+        if not 0.01 <= scale <= 16:
+            raise FastStyleError(f"scale={scale} is out of range: use a factor from 0.01 to 16 (1 = native size)")
+        batch_size = int(_number(cfg, "batch_size", 4))
+        if batch_size < 1:
+            raise FastStyleError(f"batch_size={batch_size} is not valid: use 1 or more")
+        preserve = cfg.get("preserve_color", False)
+        if not isinstance(preserve, bool):
+            raise FastStyleError(f"preserve_color={preserve!r} is not valid: use true or false")
+        return cls(tile, strength, preserve, scale, batch_size)
+
+    def tile_for(self, height: int, width: int) -> int | None:
+        """Tile size for an image of this size, or None to run it whole."""
+        if self.tile == "off":
+            return None
+        if self.tile == "auto":
+            return AUTO_TILE if height * width > AUTO_TILE_PIXELS else None
+        return int(self.tile) if max(height, width) > int(self.tile) else None
+
+
+def _number(cfg: DictConfig, key: str, default: float) -> float:
+    value = cfg.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise FastStyleError(f"{key}={value!r} is not a number: pass e.g. {key}={default}")
+    return number
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, 3, h, w)`` -> ``(B, 3, *size)``, antialiased when shrinking, clamped to [0, 1]."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+@torch.inference_mode()
+def stylize_batch(backend: Backend, images: torch.Tensor, options: Options) -> torch.Tensor:
+    """``(B, 3, H, W)`` photos in [0, 1] -> ``(B, 3, H, W)`` final images in [0, 1]."""
+    height, width = images.shape[-2:]
+    work = images
+    if options.scale != 1.0:
+        work = resize(images, (max(1, round(height * options.scale)), max(1, round(width * options.scale))))
+    tile = options.tile_for(*work.shape[-2:])
+    if tile is None:
+        styled = backend(work)
+    else:
+        stylizer = backend.eager()  # tiling freezes the instance norms of the PyTorch network
+        parts = [stylize_tiled(backend.run_eager, stylizer, image, tile) for image in work]  # one at a time
+        styled = parts[0][None] if len(parts) == 1 else torch.stack(parts)  # a view: no 8K copy
+    styled = resize(styled, (height, width))
+    return blend_into(styled, images, options.strength, options.preserve_color)
+
+
+def plan_outputs(source: Path, target: Path, overwrite: bool = False) -> list[tuple[Path, Path]]:
+    """Pairs of (input file, output file); a folder maps to a folder with the same file names.
+
+    Refuses to write over an input unless ``overwrite``; an output folder inside the input folder
+    is not read back as input.
+    """
     if source.is_dir():
-        files = list_images(source)
-        if not files:
-            raise FastStyleError(f"input folder {source} holds no images: add .jpg/.png files or fix input=")
         if target.exists() and not target.is_dir():
             raise FastStyleError(f"input {source} is a folder but output {target} is a file: pass an output folder")
+        if target.resolve() == source.resolve() and not overwrite:
+            raise FastStyleError(
+                f"output folder {target} is the input folder: its photos would be overwritten; choose another "
+                "output or pass overwrite=true"
+            )
+        inside = target.resolve().is_relative_to(source.resolve()) and target.resolve() != source.resolve()
+        files = [f for f in list_images(source) if not (inside and f.resolve().is_relative_to(target.resolve()))]
+        if not files:
+            raise FastStyleError(f"input folder {source} holds no images: add .jpg/.png files or fix input=")
         return [(f, target / f.relative_to(source)) for f in files]
     if not source.exists():
-        raise FastStyleError(f"input {source} does not exist: pass an image file or a folder of images")
-    if source.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise FastStyleError(f"input {source} does not exist: pass an image file, a folder of images or a video")
+    suffix = source.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
         raise FastStyleError(
-            f"input {source} has unsupported extension {source.suffix!r}: use one of {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            f"input {source} has unsupported extension {source.suffix!r}: use an image "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or a video ({', '.join(sorted(VIDEO_EXTENSIONS))})"
         )
-    if target.is_dir():
+    if target.is_dir() or (not target.exists() and not target.suffix):
         target = target / source.name
+    allowed = VIDEO_EXTENSIONS if suffix in VIDEO_EXTENSIONS else IMAGE_EXTENSIONS
+    if target.suffix.lower() not in allowed:
+        raise FastStyleError(
+            f"output {target} has unsupported extension {target.suffix!r}: use one of {', '.join(sorted(allowed))}"
+        )
+    if target.exists() and target.resolve() == source.resolve() and not overwrite:
+        raise FastStyleError(f"output {target} is the input itself: choose another output path or pass overwrite=true")
     return [(source, target)]
 
 
-def stylize(cfg: DictConfig) -> list[Path]:
-    device = resolve_device(str(cfg.device))
-    pairs = plan_outputs(Path(cfg.input).expanduser(), Path(cfg.output).expanduser())
-    for src, dst in pairs:
-        if dst.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise FastStyleError(f"output {dst} has unsupported extension {dst.suffix!r}: use .jpg or .png")
-        if dst.exists() and dst.resolve() == src.resolve():
-            raise FastStyleError(f"output {dst} is the input itself: choose another output path")
-    stylizer = load_stylizer(cfg.ckpt).to(device)
-    written = []
+def _report(message: str) -> None:
+    tqdm.write(f"skipped {' '.join(message.split())}", file=sys.stderr)
+
+
+def stylize_folder(
+    backend: Backend, pairs: list[tuple[Path, Path]], options: Options, keep_going: bool = True
+) -> tuple[list[Path], int]:
+    """Stylize many images, batching neighbours of equal size; a failing file is reported and
+    skipped (``keep_going``) or raised. Returns (written outputs, number of failures)."""
+    written: list[Path] = []
+    failures = 0
+    pending: list[tuple[Path, Path, torch.Tensor]] = []
+
+    def run(group: list[tuple[Path, Path, torch.Tensor]]) -> None:
+        nonlocal failures
+        try:
+            images = group[0][2][None] if len(group) == 1 else torch.stack([image for _, _, image in group])
+            results = stylize_batch(backend, images, options)
+            for (_, dst, _), result in zip(group, results, strict=True):
+                written.append(save_image(result, dst))
+        except (FastStyleError, RuntimeError, OSError, ValueError, MemoryError) as exc:
+            if len(group) > 1:  # find which file it was
+                for item in group:
+                    run([item])
+                return
+            if not keep_going:
+                raise
+            failures += 1
+            _report(f"{group[0][0]}: {exc}")
+
     for src, dst in tqdm(pairs, disable=len(pairs) == 1, desc="stylizing", unit="img"):
-        written.append(save_image(stylize_tensor(stylizer, load_image(src), device), dst))
-    if len(written) == 1:
-        print(f"wrote {written[0]}")
-    else:
-        print(f"wrote {len(written)} images to {Path(cfg.output)}")
+        try:
+            image = load_image(src)
+        except FastStyleError as exc:
+            if not keep_going:
+                raise
+            failures += 1
+            _report(f"{src}: {exc}")
+            continue
+        small = options.tile_for(*image.shape[-2:]) is None
+        if pending and (pending[0][2].shape != image.shape or len(pending) >= options.batch_size or not small):
+            run(pending)
+            pending = []
+        if small:
+            pending.append((src, dst, image))
+        else:
+            run([(src, dst, image)])
+    if pending:
+        run(pending)
+    return written, failures
+
+
+def stylize(cfg: DictConfig) -> list[Path]:
+    options = Options.from_config(cfg)
+    device = resolve_device(str(cfg.device))
+    overwrite = cfg.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise FastStyleError(f"overwrite={overwrite!r} is not valid: use true or false")
+    source, target = Path(str(cfg.input)).expanduser(), Path(str(cfg.output)).expanduser()
+    pairs = plan_outputs(source, target, overwrite)
+    compile = cfg.get("compile", False)
+    if not isinstance(compile, bool):
+        raise FastStyleError(f"compile={compile!r} is not valid: use true or false")
+    backend = load_backend(cfg.ckpt, device, cfg.get("precision", "32"), compile=compile)
+    if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
+        dst = pairs[0][1]
+        frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)
+        print(f"wrote {dst} ({frames} frames)")
+        return [dst]
+    written, failures = stylize_folder(backend, pairs, options, keep_going=source.is_dir())
+    if failures:
+        raise FastStyleError(
+            f"{failures} of {len(pairs)} images failed (reported above), {len(written)} written to {target}: "
+            "fix or remove those files"
+        )
+    print(
+        f"wrote {written[0]}" if len(pairs) == 1 and not source.is_dir() else f"wrote {len(written)} images to {target}"
+    )
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +24,7 @@ from fast_style.checkpointing import (
 )
 from fast_style.data import write_skipped_report
 from fast_style.errors import FastStyleError
+from fast_style.export import export_checkpoint
 from fast_style.images import load_image
 from fast_style.loggers import finish_loggers
 from fast_style.module import StyleTransferModule
@@ -130,8 +132,21 @@ def train(cfg: DictConfig) -> float:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
     report_skipped(trainer, module, run_dir)
     if trainer.is_global_zero:
+        export_final(final, cfg.get("export"))
         print(f"final checkpoint: {final}")  # stays the last stdout line: scripts read it
     return metrics.get("loss/total", float("nan"))
+
+
+def export_final(final: Path, export_cfg: DictConfig | None) -> None:
+    """Export the final model (``export.formats``); a failed export is reported, not fatal: the
+    checkpoint is safe and ``scripts/export.py ckpt=...`` can redo it."""
+    formats = list(export_cfg.get("formats") or []) if export_cfg else []
+    if not formats:
+        return
+    try:
+        export_checkpoint(final, formats, export_cfg.get("out_dir"))
+    except FastStyleError as exc:
+        print(f"warning: {exc}; rerun python scripts/export.py ckpt={final}", file=sys.stderr)
 
 
 def report_skipped(trainer: L.Trainer, module: StyleTransferModule, run_dir: Path) -> None:

@@ -1,0 +1,182 @@
+"""Inference speed of one stylizer across backends and precisions, on the same machine.
+
+    python scripts/benchmark_inference.py [ckpt=final.ckpt] [device=auto] [size=1024x680] [batch=1]
+        [windows=5] [iters=3] [warmup=2] [backends=eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,
+        torchscript_bf16,onnx] [compile=false]
+
+The reference is eager fp32 PyTorch (NCHW). Every other row is timed the same way: ``warmup`` runs,
+then ``windows`` windows of ``iters`` runs; the median window gives ms per image. Each row also
+prints its max abs difference from the reference output on the [0, 1] scale, so a fast but wrong
+precision shows. ``bf16``/``fp16``/``torchscript*``/``onnx`` rows run through ``load_backend``, i.e.
+exactly what ``stylize.py precision=...`` does (including the host-device copies). Without ``ckpt`` a freshly initialised Johnson network is timed (speed does not
+depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080p throughput.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from fast_style.backends import load_backend
+from fast_style.cli import run_guarded
+from fast_style.errors import FastStyleError
+from fast_style.export import export_stylizer
+from fast_style.inference import Stylizer, load_stylizer, resolve_device
+from fast_style.networks import TransformerNet
+
+DEFAULTS = {
+    "ckpt": None,
+    "device": "auto",
+    "size": "1024x680",
+    "batch": "1",
+    "windows": "5",
+    "iters": "3",
+    "warmup": "2",
+    "backends": "eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,torchscript_bf16,onnx",
+    "compile": "false",
+}
+
+
+def parse_args(argv: list[str]) -> dict[str, str | None]:
+    args = dict(DEFAULTS)
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in DEFAULTS:
+            raise FastStyleError(f"unknown argument {item!r}: use key=value with keys {', '.join(DEFAULTS)}")
+        args[key] = value
+    return args
+
+
+def runner(module: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, channels_last: bool):
+    """``batch -> stylized batch`` at the given precision and memory layout (inference mode)."""
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    amp = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    @torch.inference_mode()
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with amp:
+            return module(batch)
+
+    return run
+
+
+def time_it(run: Callable, batch: torch.Tensor, device: torch.device, warmup: int, windows: int, iters: int) -> float:
+    """Median seconds per image over ``windows`` timed windows of ``iters`` calls."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        run(batch)
+    sync()
+    per_image = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(iters):
+            run(batch)
+        sync()
+        per_image.append((time.perf_counter() - start) / (iters * batch.shape[0]))
+    return statistics.median(per_image)
+
+
+def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
+    device = resolve_device(str(args["device"]))
+    try:
+        width, height = (int(v) for v in str(args["size"]).lower().split("x"))
+        batch_size, windows, iters, warmup = (int(args[k]) for k in ("batch", "windows", "iters", "warmup"))
+    except ValueError as exc:
+        raise FastStyleError(f"bad number in {args}: size=WxH, batch/windows/iters/warmup integers") from exc
+    stylizer = load_stylizer(args["ckpt"]) if args["ckpt"] else Stylizer(TransformerNet()).eval()
+    stylizer = stylizer.requires_grad_(False)
+    wanted = [b for b in str(args["backends"]).split(",") if b]
+    cuda = device.type == "cuda"
+    batch = torch.rand(batch_size, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    print(
+        f"image {width}x{height}, batch {batch_size}, median of {windows} windows x {iters} runs after {warmup} warm-up"
+    )
+
+    eager = stylizer.to(device)
+    tmp = Path(tempfile.mkdtemp(prefix="fast_style_bench_"))
+    exported: dict[str, Path] = {}
+
+    def exported_file(fmt: str) -> Path:
+        if fmt not in exported:
+            exported.update(export_stylizer(stylizer.cpu(), tmp, "bench", [fmt], log=lambda line: None))
+            stylizer.to(device)
+        return exported[fmt]
+
+    def backend(fmt: str, precision: str) -> Callable:
+        """Exactly what ``stylize.py ckpt=<fmt file> precision=<precision>`` runs (untiled)."""
+        loaded = load_backend(exported_file(fmt), device, precision)
+        return lambda b: loaded(b.cpu())  # backends take and return host tensors
+
+    def compiled_bf16() -> Callable:
+        loaded = load_backend(exported_file("safetensors"), device, "bf16", compile=True)
+        return lambda b: loaded(b.cpu())
+
+    candidates: dict[str, Callable[[], Callable]] = {
+        "eager32": lambda: runner(eager, device, None, False),
+        "eager32_cl": lambda: runner(eager, device, None, True),
+        "autocast_bf16_cl": lambda: runner(eager, device, torch.bfloat16, True),
+        "bf16": lambda: backend("safetensors", "bf16"),
+        "fp16": lambda: backend("safetensors", "fp16"),
+        "torchscript": lambda: backend("torchscript", "32"),
+        "torchscript_bf16": lambda: backend("torchscript", "bf16"),
+        "onnx": lambda: backend("onnx", "32"),
+        "compile_bf16": compiled_bf16,
+    }
+    if str(args["compile"]).lower() == "true":
+        wanted.append("compile_bf16")
+    if not cuda and "fp16" in wanted:
+        wanted.remove("fp16")  # CPUs without fp16 units emulate it: not a deployment option
+    unknown = [b for b in wanted if b not in candidates]
+    if unknown:
+        raise FastStyleError(f"unknown backend {unknown[0]!r}: choose from {', '.join(candidates)}")
+    reference_out = candidates["eager32"]()(batch).float().cpu()
+    reference = time_it(candidates["eager32"](), batch, device, warmup, windows, iters)
+    rows = [("eager32", reference, 0.0)]
+    print(f"{'backend':<22}{'ms/image':>10}{'images/s':>10}{'speed-up':>10}{'max diff':>10}")
+    print(f"{'eager32 (reference)':<22}{reference * 1e3:>10.1f}{1 / reference:>10.2f}{1.0:>9.2f}x{0.0:>10.1e}")
+    for name in wanted:
+        if name == "eager32":
+            continue
+        try:
+            run = candidates[name]()
+            diff = float((run(batch).float().cpu() - reference_out).abs().max())
+            seconds = time_it(run, batch, device, warmup, windows, iters)
+        except (RuntimeError, FastStyleError) as exc:  # e.g. a precision this build lacks
+            print(f"{name:<22} skipped: {' '.join(str(exc).split())[:100]}")
+            continue
+        rows.append((name, seconds, diff))
+        print(f"{name:<22}{seconds * 1e3:>10.1f}{1 / seconds:>10.2f}{reference / seconds:>9.2f}x{diff:>10.1e}")
+    best = min(rows, key=lambda row: row[1])
+    print(f"fastest: {best[0]} at {reference / best[1]:.2f}x the eager fp32 reference")
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+if __name__ == "__main__":
+    run_guarded(lambda argv: benchmark(parse_args(argv)), sys.argv[1:])

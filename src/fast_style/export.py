@@ -1,0 +1,179 @@
+"""Exporting a trained stylizer to ONNX, TorchScript and safetensors, each checked after writing.
+
+The contract of every export (the ``Stylizer`` module): input ``images`` float32 RGB ``(B, 3, H, W)``
+in [0, 1], any batch, height and width (odd and tiny sizes included); output ``stylized`` float32
+RGB of the same shape in [0, 1]. No 0-255 scaling, no BGR, no mean/std: it is all inside the graph.
+
+Each file is written under a temporary name, loaded back through the same loader ``stylize.py``
+uses, compared with eager PyTorch on several sizes, and only then renamed into place: a failed
+export leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fast_style.backends import INFO_KEY, load_backend
+from fast_style.errors import FastStyleError
+from fast_style.inference import Stylizer, network_from_checkpoint, read_checkpoint
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
+# (batch, height, width): square, odd and non-square with batch 2, tiny and odd.
+VERIFY_SIZES = ((1, 64, 64), (2, 37, 53), (1, 7, 5))
+TOLERANCE = 1e-3
+ONNX_OPSET = 18
+CONTRACT = "images: float32 RGB (B, 3, H, W) in [0, 1], any B/H/W -> stylized: float32 RGB, same shape, in [0, 1]"
+
+
+def export_info(stylizer: Stylizer, style: str | None = None) -> dict[str, Any]:
+    """The small JSON every export carries: enough to rebuild the network and to use it right."""
+    return {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style, "contract": CONTRACT}
+
+
+def parse_formats(formats: Iterable[str] | str | None) -> list[str]:
+    if formats is None:
+        return []
+    if isinstance(formats, str):
+        formats = [f for f in formats.strip("[]").replace(" ", "").split(",") if f]
+    chosen = [str(f).lower() for f in formats]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise FastStyleError(f"unknown export format {unknown[0]!r}: choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(chosen))
+
+
+def _write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    import onnx
+    from torch.export import Dim
+
+    example = torch.rand(1, 3, 64, 64)
+    dims = {"images": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            stylizer,
+            (example,),
+            dynamo=True,
+            opset_version=ONNX_OPSET,
+            dynamic_shapes=dims,
+            input_names=["images"],
+            output_names=["stylized"],
+            verbose=False,
+            # The graph optimizer merges equal initializers (e.g. untrained norm weights) and
+            # renames them; unoptimized, every weight keeps its PyTorch name, which lets stylize.py
+            # rebuild the eager network from the file for tiling. ONNX Runtime optimizes anyway.
+            optimize=False,
+        )
+    model = program.model_proto
+    entry = model.metadata_props.add()
+    entry.key, entry.value = INFO_KEY, json.dumps(info)
+    model.doc_string = f"fast-style stylizer. {CONTRACT}"
+    onnx.save_model(model, str(path))  # one file: the weights (~7 MB) stay inside
+    onnx.checker.check_model(str(path))
+
+
+def _write_torchscript(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    # Scripted, not traced: the pad-to-multiple-of-4 and crop depend on the input size.
+    with warnings.catch_warnings():  # "torch.jit is deprecated": still the portable format
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(stylizer)
+        torch.jit.save(scripted, str(path), _extra_files={f"{INFO_KEY}.json": json.dumps(info)})
+
+
+def _write_safetensors(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in stylizer.state_dict().items()}
+    save_file(state, str(path), metadata={INFO_KEY: json.dumps(info)})
+
+
+WRITERS: dict[str, Callable[[Stylizer, Path, dict[str, Any]], None]] = {
+    "onnx": _write_onnx,
+    "torchscript": _write_torchscript,
+    "safetensors": _write_safetensors,
+}
+
+
+def parity(stylizer: Stylizer, path: Path, sizes=VERIFY_SIZES) -> float:
+    """Max abs difference (on the [0, 1] scale) between ``path`` loaded as ``stylize.py`` would
+    and eager ``stylizer``, over ``sizes`` of a fixed random batch."""
+    backend = load_backend(path, "cpu", "32")
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for batch, height, width in sizes:
+        images = torch.rand(batch, 3, height, width, generator=generator)
+        with torch.inference_mode():
+            expected = stylizer(images)
+        got = backend(images)
+        if got.shape != expected.shape:
+            raise FastStyleError(f"{path.name} returned shape {tuple(got.shape)} for {tuple(images.shape)}")
+        worst = max(worst, float((got - expected).abs().max()))
+    return worst
+
+
+def export_stylizer(
+    stylizer: Stylizer,
+    out_dir: str | Path,
+    stem: str,
+    formats: Iterable[str] | str = FORMATS,
+    style: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
+    stylizer = stylizer.eval().float().cpu()
+    out_dir = Path(out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = export_info(stylizer, style)
+    sizes = ", ".join(f"{b}x{h}x{w}" for b, h, w in VERIFY_SIZES)
+    written = {}
+    for fmt in parse_formats(formats):
+        target = out_dir / f"{stem}{SUFFIX[fmt]}"
+        fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=SUFFIX[fmt], dir=out_dir)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            try:
+                WRITERS[fmt](stylizer, tmp, info)
+            except Exception as exc:
+                message = " ".join(str(exc).split())[:200]
+                raise FastStyleError(f"{fmt} export of {stem} failed ({type(exc).__name__}: {message})") from exc
+            diff = parity(stylizer, tmp)
+            if not diff <= TOLERANCE:
+                raise FastStyleError(
+                    f"{fmt} export failed its check: max abs diff {diff:.2e} > {TOLERANCE:.0e} vs PyTorch; nothing written"
+                )
+            if fmt == "safetensors":
+                sidecar = target.with_suffix(".json")
+                sidecar_tmp = tmp.with_suffix(".json.tmp")
+                sidecar_tmp.write_text(json.dumps(info, indent=2) + "\n")
+                os.replace(sidecar_tmp, sidecar)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        log(f"exported {fmt}: {target} (parity vs PyTorch on {sizes}: max abs diff {diff:.1e} <= {TOLERANCE:.0e} ok)")
+        written[fmt] = target
+    return written
+
+
+def export_checkpoint(
+    ckpt: str | Path,
+    formats: Iterable[str] | str = FORMATS,
+    out_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Export a fast-style Lightning checkpoint; files go next to it unless ``out_dir`` is given."""
+    formats = parse_formats(formats)  # fail on a typo before the slow part
+    ckpt = Path(ckpt).expanduser()
+    checkpoint = read_checkpoint(ckpt)
+    stylizer = Stylizer(network_from_checkpoint(checkpoint)).eval()
+    style = checkpoint["fast_style"].get("style")
+    return export_stylizer(stylizer, out_dir or ckpt.parent, ckpt.stem, formats, style=style, log=log)

@@ -1,0 +1,95 @@
+"""Exports: training ends by exporting, every format matches eager PyTorch, failures leave nothing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fast_style import export as export_module
+from fast_style.backends import load_backend
+from fast_style.errors import FastStyleError
+from fast_style.export import export_checkpoint
+from fast_style.inference import load_stylizer
+
+from .conftest import assert_one_line_error, run_script
+
+FILES = {"onnx": "final.onnx", "torchscript": "final.torchscript.pt", "safetensors": "final.safetensors"}
+
+
+def test_training_exports_every_format_and_prints_the_checks(trained_run):
+    run_dir, stdout = trained_run
+    lines = stdout.strip().splitlines()
+    assert lines[-1] == f"final checkpoint: {run_dir / 'final.ckpt'}"  # still the last line
+    for fmt, name in FILES.items():
+        assert (run_dir / name).is_file()
+        (line,) = [line for line in lines if line.startswith(f"exported {fmt}: ")]
+        assert str(run_dir / name) in line and "max abs diff" in line and line.endswith("ok)")
+    info = json.loads((run_dir / "final.json").read_text())
+    assert info["model"] == {"channels": 32, "residual_blocks": 5} and info["style"] == "starry_night"
+    assert "[0, 1]" in info["contract"]
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_exports_match_pytorch_on_odd_sizes_and_batches(trained_run, fmt):
+    run_dir, _ = trained_run
+    reference = load_stylizer(run_dir / "final.ckpt")
+    backend = load_backend(run_dir / FILES[fmt])
+    generator = torch.Generator().manual_seed(1)
+    for shape in [(1, 3, 64, 64), (3, 3, 45, 77), (2, 3, 31, 17), (1, 3, 2, 3), (1, 3, 96, 50)]:
+        images = torch.rand(*shape, generator=generator)
+        with torch.inference_mode():
+            expected = reference(images)
+        got = backend(images)
+        assert got.shape == images.shape and got.dtype == torch.float32
+        assert float((got - expected).abs().max()) <= 1e-3, shape
+        assert 0.0 <= float(got.min()) and float(got.max()) <= 1.0
+    # The trained network changes the photo a lot: parity is not a comparison of two no-ops.
+    assert float((expected - images).abs().mean()) > 0.05
+
+
+def test_the_weights_rebuilt_from_each_export_are_the_checkpoints(trained_run):
+    run_dir, _ = trained_run
+    reference = load_stylizer(run_dir / "final.ckpt").state_dict()
+    for name in FILES.values():
+        rebuilt = load_backend(run_dir / name).eager().state_dict()
+        assert rebuilt.keys() == reference.keys()
+        assert all(torch.equal(rebuilt[k], reference[k]) for k in reference)
+
+
+def test_export_script_writes_into_out_dir_and_rejects_bad_formats(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    result = run_script(
+        "scripts/export.py",
+        f"ckpt={run_dir / 'final.ckpt'}",
+        "formats=[torchscript,safetensors]",
+        f"out_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.json", "final.safetensors", "final.torchscript.pt"]
+    assert result.stdout.count("max abs diff") == 2
+    bad = run_script("scripts/export.py", f"ckpt={run_dir / 'final.ckpt'}", "formats=[tflite]", f"out_dir={tmp_path}/b")
+    assert_one_line_error(bad, "tflite", "onnx")
+    missing = run_script("scripts/export.py", f"ckpt={tmp_path / 'nope.ckpt'}")
+    assert_one_line_error(missing, "nope.ckpt")
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_failing_export_leaves_no_file(trained_run, tmp_path, monkeypatch):
+    run_dir, _ = trained_run
+
+    def half_write(stylizer, path, info):
+        path.write_bytes(b"\x08\x01partial")
+        raise RuntimeError("disk full\nsecond line")
+
+    monkeypatch.setitem(export_module.WRITERS, "onnx", half_write)
+    with pytest.raises(FastStyleError, match="onnx export of final failed") as info:
+        export_checkpoint(run_dir / "final.ckpt", ["onnx"], tmp_path)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    # a file that writes fine but disagrees with PyTorch is not kept either
+    monkeypatch.setattr(export_module, "parity", lambda stylizer, path: float(np.float32(0.5)))
+    with pytest.raises(FastStyleError, match="failed its check"):
+        export_checkpoint(run_dir / "final.ckpt", ["safetensors"], tmp_path)
+    assert list(tmp_path.iterdir()) == []
