@@ -23,7 +23,7 @@ TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohis
 HELD_OUT_PHOTOS = ("chelsea",)
 # The stand-in's activations are on another scale than ImageNet VGG16 (see its README):
 # these weights were measured to give a balanced Starry Night result with it (README: "Demo on CPU").
-STAND_IN_LOSS = ["loss.content_weight=1", "loss.style_weight=0.3", "loss.tv_weight=0"]
+STAND_IN_LOSS = ["loss.normalize=true", "loss.content_weight=1", "loss.style_weight=3", "loss.tv_weight=0"]
 
 register_resolvers()
 
