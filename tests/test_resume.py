@@ -264,6 +264,12 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+def logged_step(out: Path) -> float:
+    """The newest step in the running attempt's metrics.csv (-1 before it exists)."""
+    steps = [row["global_step"] for path in out.glob("starry_night/*/logs/metrics.csv") for row in read_metrics(path)]
+    return max(steps, default=-1)
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(photos_dir, tmp_path, needs_painting):
     """Kill ``train.py`` three times at random moments (mid-step, mid-checkpoint-write...), resume each time.
@@ -298,12 +304,16 @@ def test_sigkill_at_random_moments_then_resume(photos_dir, tmp_path, needs_paint
             stdout, stderr = process.communicate(timeout=600)
             assert process.returncode == 0, stderr[-3000:]
             break
-        # Kill after this run has written a checkpoint of its own, at a random moment.
-        while process.poll() is None and not any(
-            p.stat().st_mtime > started for p in out.glob("starry_night/*/last.ckpt")
+        # Kill after this run has written a checkpoint of its own and logged a randomly chosen
+        # step (so the kill lands mid-run however fast the machine is), at a random moment.
+        low = min((resumed_from[-1] if resumed_from else 0) + 2, max_steps - 3)
+        target = rng.randint(low, min(low + 3, max_steps - 3))  # leaves steps for the next attempt
+        while process.poll() is None and not (
+            any(p.stat().st_mtime > started for p in out.glob("starry_night/*/last.ckpt"))
+            and logged_step(out) >= target
         ):
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.05))
         process.kill()
         process.communicate(timeout=60)
     (run_dir,) = list((out / "starry_night").iterdir())

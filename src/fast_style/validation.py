@@ -139,7 +139,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     c.number("loss.style_weight", lambda v: v > 0, "> 0 (the style term is what training optimizes)")
     c.number("loss.tv_weight", lambda v: v >= 0, ">= 0")
     if c.get("optimizer.lr", None) is not None:
-        c.number("optimizer.lr", lambda v: 0 < v < 1, "> 0 and < 1 (e.g. 1e-3)")
+        c.number("optimizer.lr", lambda v: v > 0, "> 0 (e.g. 1e-3 for Adam)")
 
     # Data.
     source = c.choice("data.source", DATA_SOURCES)
