@@ -15,11 +15,9 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fast_style.errors import FastStyleError
+from fast_style.images import atomic_write
 from fast_style.runs import resumable_checkpoints
 
-CHECKPOINT_KEY = "fast_style"
+CHECKPOINT_KEY = "fast_style"  # our self-description inside every Lightning checkpoint
 # What a checkpoint needs to continue training (final.ckpt and last.ckpt have all of these).
 TRAINING_KEYS = ("state_dict", "optimizer_states", "loops", "global_step", CHECKPOINT_KEY)
 TEMP_SUFFIX = ".partial"
@@ -80,19 +79,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)  # ... and the rename itself survives a power cut
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: _torch_save(checkpoint, tmp), durable=True, temp_suffix=TEMP_SUFFIX)
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         # Whatever the caller asks for, never unpickle arbitrary objects.
@@ -101,21 +88,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return safe_torch_load(path)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _torch_save(checkpoint: dict[str, Any], path: Path) -> None:
+    with open(path, "wb") as f:
+        torch.save(checkpoint, f)
 
 
 def remove_partial_files(run_dir: Path) -> list[Path]:
-    """Delete temp files a killed writer left behind (``.last.ckpt.XXXX.partial``); returns them."""
+    """Delete temp files a killed writer left behind (``.last.XXXX.partial``); returns them."""
     leftovers = sorted(Path(run_dir).glob(f".*{TEMP_SUFFIX}")) if Path(run_dir).is_dir() else []
     for path in leftovers:
         path.unlink(missing_ok=True)

@@ -12,8 +12,6 @@ export leaves no file behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 
 from fast_style.backends import INFO_KEY, load_backend
 from fast_style.errors import FastStyleError
+from fast_style.images import atomic_write
 from fast_style.inference import Stylizer, network_from_checkpoint, read_checkpoint
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -137,31 +136,34 @@ def export_stylizer(
     written = {}
     for fmt in parse_formats(formats):
         target = out_dir / f"{stem}{SUFFIX[fmt]}"
-        fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=SUFFIX[fmt], dir=out_dir)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            try:
-                WRITERS[fmt](stylizer, tmp, info)
-            except Exception as exc:
-                message = " ".join(str(exc).split())[:200]
-                raise FastStyleError(f"{fmt} export of {stem} failed ({type(exc).__name__}: {message})") from exc
-            diff = parity(stylizer, tmp)
-            if not diff <= TOLERANCE:
-                raise FastStyleError(
-                    f"{fmt} export failed its check: max abs diff {diff:.2e} > {TOLERANCE:.0e} vs PyTorch; nothing written"
-                )
-            if fmt == "safetensors":
-                sidecar = target.with_suffix(".json")
-                sidecar_tmp = tmp.with_suffix(".json.tmp")
-                sidecar_tmp.write_text(json.dumps(info, indent=2) + "\n")
-                os.replace(sidecar_tmp, sidecar)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        diff = write_verified(fmt, stylizer, target, info)
+        if fmt == "safetensors":
+            atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
         log(f"exported {fmt}: {target} (parity vs PyTorch on {sizes}: max abs diff {diff:.1e} <= {TOLERANCE:.0e} ok)")
         written[fmt] = target
     return written
+
+
+def write_verified(fmt: str, stylizer: Stylizer, target: Path, info: dict) -> float:
+    """Write one format to ``target`` through a temporary file that is checked against eager
+    PyTorch before it is renamed into place; returns the max abs diff, raises (nothing kept) on failure."""
+    checked: list[float] = []
+    atomic_write(target, lambda tmp: checked.append(_write_and_check(fmt, stylizer, tmp, info, target.stem)))
+    return checked[0]
+
+
+def _write_and_check(fmt: str, stylizer: Stylizer, tmp: Path, info: dict, name: str) -> float:
+    try:
+        WRITERS[fmt](stylizer, tmp, info)
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise FastStyleError(f"{fmt} export of {name} failed ({type(exc).__name__}: {message})") from exc
+    diff = parity(stylizer, tmp)
+    if not diff <= TOLERANCE:
+        raise FastStyleError(
+            f"{fmt} export failed its check: max abs diff {diff:.2e} > {TOLERANCE:.0e} vs PyTorch; nothing written"
+        )
+    return diff
 
 
 def export_checkpoint(

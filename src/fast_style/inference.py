@@ -13,11 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fast_style.checkpointing import safe_torch_load
+from fast_style.checkpointing import CHECKPOINT_KEY, safe_torch_load
 from fast_style.errors import FastStyleError
 from fast_style.networks import TransformerNet, strip_compile_prefix
-
-CHECKPOINT_KEY = "fast_style"
 
 
 class Stylizer(nn.Module):
@@ -83,10 +81,3 @@ def resolve_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError as exc:
         raise FastStyleError(f"device={device!r} is not a device: use auto, cpu or cuda") from exc
-
-
-@torch.inference_mode()
-def stylize_tensor(stylizer: nn.Module, image: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``(3, H, W)`` in [0, 1] -> stylized ``(3, H, W)`` in [0, 1] on the CPU."""
-    batch = image[None].to(device)
-    return stylizer(batch)[0].float().cpu()

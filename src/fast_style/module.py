@@ -9,11 +9,11 @@ from typing import Any
 import lightning as L
 import torch
 
+from fast_style.checkpointing import CHECKPOINT_KEY
 from fast_style.errors import FastStyleError
 from fast_style.networks import TransformerNet, strip_compile_prefix
 from fast_style.perceptual import PerceptualLoss
 
-CHECKPOINT_KEY = "fast_style"  # our self-description inside every Lightning checkpoint
 FORMAT_VERSION = 1
 SKIPPED_KEY = "fast_style_skipped_files"  # the unreadable files seen so far (a sorted list of str)
 SKIPPED_PRINTED = 10  # the first unreadable files are named as they appear; the rest only at the end
