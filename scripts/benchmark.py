@@ -94,7 +94,10 @@ def reference_rates(args, device) -> list[float]:
 def project_rates(args, device) -> list[float]:
     import lightning as L
 
+    from fast_style.allocator import keep_freed_memory
     from fast_style.module import StyleTransferModule
+
+    keep_freed_memory()  # as train.py does; process-wide, hence the reference runs first
 
     net = TransformerNet()
     loss = PerceptualLoss(torch.rand(1, 3, args.size, args.size), weights="random")
@@ -186,14 +189,15 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     print(f"device: {describe(device)}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch}")
+    if not args.skip_reference:  # first: the project's allocator setting is process-wide
+        reference = statistics.median(reference_rates(args, device))
+        print(f"reference (fp32 eager, pytorch/examples loop): {reference:8.2f} img/s", flush=True)
     project = statistics.median(project_rates(args, device))
     label = (
         f"{args.precision}{', channels_last' if not args.no_channels_last else ''}{', compile' if args.compile else ''}"
     )
-    print(f"project   ({label}): {project:8.1f} img/s")
+    print(f"project   ({label}): {project:8.2f} img/s")
     if not args.skip_reference:
-        reference = statistics.median(reference_rates(args, device))
-        print(f"reference (fp32 eager, pytorch/examples loop): {reference:8.1f} img/s")
         print(f"ratio: {project / reference:.2f}x")
 
 

@@ -24,9 +24,10 @@ def test_output_has_input_size(config, size):
 
 def test_no_transposed_convolutions_and_reflection_padding():
     net = TransformerNet()
-    kinds = {type(m) for m in net.modules()}
-    assert nn.ConvTranspose2d not in kinds
-    assert nn.ReflectionPad2d in kinds and nn.InstanceNorm2d in kinds
+    modules = list(net.modules())
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in modules)
+    assert any(isinstance(m, nn.ReflectionPad2d) for m in modules)
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in modules)
     assert sum(isinstance(m, nn.Upsample) for m in net.modules()) == 2
 
 
@@ -61,3 +62,50 @@ def test_strip_compile_prefix_restores_plain_keys():
     restored.load_state_dict(strip_compile_prefix(compiled_keys))
     for a, b in zip(net.state_dict().values(), restored.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_matches_torch_and_keeps_the_layout(memory_format):
+    from fast_style.networks import InstanceNorm2d
+
+    torch.manual_seed(0)
+    ours, reference = InstanceNorm2d(6), nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        for norm in (ours, reference):
+            norm.weight.copy_(torch.linspace(0.5, 2.0, 6))
+            norm.bias.copy_(torch.linspace(-1.0, 1.0, 6))
+    x = (torch.randn(3, 6, 9, 11) * 4 + 2).contiguous(memory_format=memory_format)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_ref = ours(x_ours), reference(x_ref)
+    assert y_ours.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(y_ours, y_ref)
+    grad = torch.randn_like(y_ref)
+    y_ours.backward(grad)
+    y_ref.backward(grad)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, reference.bias.grad)
+
+
+def test_reflection_pad_stays_in_the_input_dtype_under_autocast():
+    from fast_style.networks import ReflectionPad2d
+
+    x = torch.rand(1, 4, 6, 5, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded = ReflectionPad2d(2)(x)
+    assert padded.dtype == torch.bfloat16
+    torch.testing.assert_close(padded, nn.ReflectionPad2d(2)(x.float()).bfloat16())
+
+
+def test_channels_last_bf16_autocast_matches_fp32():
+    """The training configuration (channels-last, bf16 autocast) computes the same function."""
+    torch.manual_seed(0)
+    net = TransformerNet(8, 2)
+    x = torch.rand(2, 3, 30, 26)
+    expected = net(x)
+    net_cl = TransformerNet(8, 2).to(memory_format=torch.channels_last)
+    net_cl.load_state_dict(net.state_dict())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net_cl(x.contiguous(memory_format=torch.channels_last))
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - expected).abs().mean() < 0.02 * expected.abs().mean()

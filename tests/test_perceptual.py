@@ -16,6 +16,22 @@ def test_gram_matches_definition_and_is_fp32():
     torch.testing.assert_close(g, expected, atol=0.05, rtol=0.05)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_gram_gradient_matches_autograd_of_the_definition(memory_format, dtype):
+    torch.manual_seed(0)
+    f64 = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    features = f64.to(dtype).contiguous(memory_format=memory_format).requires_grad_()
+    target = torch.randn(2, 6, 6, dtype=torch.float64)
+    (gram_matrix(features) * target).sum().backward()
+    assert features.grad.dtype == dtype and features.grad.shape == features.shape
+    exact = f64.to(dtype).double().requires_grad_()
+    flat = exact.reshape(2, 6, 35)
+    ((flat @ flat.transpose(1, 2) / (6 * 35)) * target).sum().backward()
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(features.grad.double(), exact.grad, rtol=tolerance, atol=tolerance)
+
+
 def test_gram_of_large_fp16_activations_does_not_overflow():
     f = torch.full((1, 8, 64, 64), 3000.0, dtype=torch.float16)  # fp16 products would hit inf
     g = gram_matrix(f)

@@ -6,6 +6,10 @@ Changes from the paper, all standard by now:
   no checkerboard artifacts (Odena et al. 2016);
 - reflection padding everywhere instead of zeros: no dark or bright frame at the borders.
 
+Two layers are re-implemented for speed, with the same parameters and results as their
+``torch.nn`` parents (so state dicts are plain): the instance norm keeps channels-last tensors in
+their layout and the reflection pad stays in the input's dtype under autocast (see each class).
+
 Tensor contract: ``TransformerNet`` takes RGB images ``(B, 3, H, W)`` on the [0, 1] scale and
 returns ``(B, 3, H, W)`` on the same scale *unclamped* (training sees the raw values; the
 stylizers in ``inference`` and ``export`` clamp). Any H, W >= 5 works, odd sizes included: the
@@ -17,6 +21,92 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """Reflection padding in the input's own dtype.
+
+    CPU autocast lists ``reflection_pad2d`` as an fp32 op, so under bf16 autocast every pad would
+    copy its bf16 input to fp32 and the next convolution would copy it back: two full-size copies
+    per layer for an op that only moves values (about 15% of the transformer's training step).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if torch.is_autocast_enabled(x.device.type):
+                return _pad_outside_autocast(x, self.padding)
+        return F.pad(x, self.padding, mode="reflect")
+
+
+@torch.jit.unused
+def _pad_outside_autocast(x: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):
+        return F.pad(x, padding, mode="reflect")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """Affine instance norm (fp32 statistics) that keeps channels-last tensors channels-last.
+
+    ``(B, C, H, W)`` -> same shape and dtype. PyTorch's kernel views its input as
+    ``(1, B*C, H, W)`` and always returns NCHW, so around every norm of a channels-last net the
+    activations and their gradients were copied to NCHW and back (~10% of a CPU training step).
+    Channels-last CPU tensors go through ``_ChannelsLastInstanceNorm`` instead; everything else
+    (CUDA, NCHW, exports: ONNX gets ``InstanceNormalization``) through the native op.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if not torch.jit.is_scripting():
+            if channels_last and x.device.type == "cpu":
+                return _channels_last_instance_norm(x, self.weight, self.bias, self.eps)
+        y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+
+
+@torch.jit.unused
+def _channels_last_instance_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    return _ChannelsLastInstanceNorm.apply(x, weight, bias, eps)
+
+
+class _ChannelsLastInstanceNorm(torch.autograd.Function):
+    """Instance norm of a channels-last ``(B, C, H, W)`` tensor, in its layout.
+
+    Forward: group norm with one group per channel *is* instance norm, and PyTorch's CPU group
+    norm has a channels-last kernel with fp32 statistics (also for bf16 inputs). Its backward
+    kernel is slow for channels-last, so the backward is written out here, in fp32:
+    ``dx = rstd*w * (g - mean(g) - x_hat * mean(g * x_hat))``, ``dw = sum(g * x_hat)``, ``db = sum(g)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y, mean, rstd = torch.native_group_norm(x, weight, bias, b, c, h * w, c, eps)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, mean, rstd = ctx.saved_tensors
+        b, c, h, w = x.shape
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        mean, rstd = mean.view(b, c, 1, 1), rstd.view(b, c, 1, 1)
+        centered = x - mean  # fp32 (mean is fp32): x_hat = centered * rstd, without rounding the mean
+        sum_grad = grad.sum((2, 3), keepdim=True, dtype=torch.float32)
+        sum_grad_centered = (grad * centered).sum((2, 3), keepdim=True)
+        scale = rstd * weight.view(1, c, 1, 1)
+        count = h * w
+        dx = None
+        if ctx.needs_input_grad[0]:
+            # dx = scale*g + centered * (-scale*rstd^2*sum(g*centered)/n) - scale*sum(g)/n
+            centered_coefficient = -scale * rstd.square() * sum_grad_centered / count
+            dx = torch.addcmul(-scale * sum_grad / count, centered, centered_coefficient)
+            dx = dx.addcmul_(grad, scale).to(x.dtype)
+        dweight = (rstd * sum_grad_centered).sum((0, 2, 3)).to(weight.dtype)
+        dbias = sum_grad.sum((0, 2, 3)).to(weight.dtype)
+        return dx, dweight, dbias, None
 
 
 class ConvNormAct(nn.Sequential):
@@ -32,13 +122,13 @@ class ConvNormAct(nn.Sequential):
         relu: bool = True,
     ) -> None:
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(kernel_size // 2),
+            ReflectionPad2d(kernel_size // 2),
             # A bias before instance norm is subtracted right away with the mean: leave it out
             # (its gradient is zero, so it would only collect rounding noise).
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=not norm),
         ]
         if norm:
-            layers.append(nn.InstanceNorm2d(out_channels, affine=True))
+            layers.append(InstanceNorm2d(out_channels))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)

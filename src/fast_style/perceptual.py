@@ -181,14 +181,44 @@ class VGGFeatures(nn.Module):
         return out
 
 
+class _Gram(torch.autograd.Function):
+    """``(B, N, C)`` features -> ``(B, C, C)`` fp32 ``flat^T @ flat / norm``.
+
+    Forward in fp32 whatever the features' dtype (bf16/fp16 values convert exactly). Backward is
+    one product, ``d flat = flat @ (dG + dG^T) / norm`` (the Gram is symmetric), where autograd
+    would run two fp32 products, a sum and a cast; for bf16 features it runs in bf16 (fp32 range,
+    and the gradient goes on into bf16 convolutions anyway), for fp16 in fp32 (no underflow).
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, norm: float) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.norm = norm
+        flat32 = flat.float()
+        return torch.bmm(flat32.transpose(1, 2), flat32).div_(norm)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        dtype = flat.dtype if flat.dtype in (torch.bfloat16, torch.float64) else torch.float32
+        symmetric = (grad + grad.transpose(1, 2)).div_(ctx.norm)
+        return torch.bmm(flat.to(dtype), symmetric.to(dtype)).to(flat.dtype), None
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, C, C)`` fp32 Gram matrix normalized by C*H*W."""
+    """``(B, C, H, W)`` -> ``(B, C, C)`` fp32 Gram matrix normalized by C*H*W.
+
+    The product runs in fp32 whatever the features' dtype, so fp16 features cannot overflow it
+    (at most 65504^2 * H*W, far below fp32's 3e38) and the loss keeps fp32 precision.
+    Channels-last features are used as the ``(B, H*W, C)`` matrix they already are: no copy.
+    """
     b, c, h, w = features.shape
-    flat = features.float().reshape(b, c, h * w)
+    if features.is_contiguous(memory_format=torch.channels_last):
+        flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view
+    else:
+        flat = features.reshape(b, c, h * w).transpose(1, 2)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        # Scale before the product: keeps fp32 far from overflow for any activation scale.
-        flat = flat / (c * h * w) ** 0.5
-        return torch.bmm(flat, flat.transpose(1, 2))
+        return _Gram.apply(flat, float(c * h * w))
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from fast_style.allocator import keep_freed_memory
 from fast_style.callbacks import SampleImages, Throughput
 from fast_style.checkpointing import (
     AtomicCheckpointIO,
@@ -83,6 +84,7 @@ def train(cfg: DictConfig) -> float:
     remove_partial_files(run_dir)  # what a killed checkpoint writer left behind
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    keep_freed_memory()  # glibc: reuse each step's activation memory instead of faulting it in again
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     samples = datamodule.sample_images() if cfg.samples.count > 0 else torch.empty(0)
