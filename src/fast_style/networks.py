@@ -72,12 +72,12 @@ def _channels_last_instance_norm(x: torch.Tensor, weight: torch.Tensor, bias: to
 
 
 class _ChannelsLastInstanceNorm(torch.autograd.Function):
-    """Instance norm of a channels-last ``(B, C, H, W)`` tensor, in its layout.
+    """Instance norm of a channels-last CPU ``(B, C, H, W)`` tensor, in its layout, fp32 math.
 
-    Forward: group norm with one group per channel *is* instance norm, and PyTorch's CPU group
-    norm has a channels-last kernel with fp32 statistics (also for bf16 inputs). Its backward
-    kernel is slow for channels-last, so the backward is written out here, in fp32:
-    ``dx = rstd*w * (g - mean(g) - x_hat * mean(g * x_hat))``, ``dw = sum(g * x_hat)``, ``db = sum(g)``.
+    PyTorch has fused channels-last CPU kernels for the pieces: group norm with one group per
+    channel *is* instance norm (forward), and batch norm of a single sample normalizes each
+    channel over (H, W), so its backward, one sample at a time, is instance norm's backward
+    (group norm's own backward kernel is several times slower for channels-last).
     """
 
     @staticmethod
@@ -85,27 +85,22 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
         b, c, h, w = x.shape
         y, mean, rstd = torch.native_group_norm(x, weight, bias, b, c, h * w, c, eps)
         ctx.save_for_backward(x, weight, mean, rstd)
+        ctx.eps = eps
         return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight, mean, rstd = ctx.saved_tensors
-        b, c, h, w = x.shape
         grad = grad.contiguous(memory_format=torch.channels_last)
-        mean, rstd = mean.view(b, c, 1, 1), rstd.view(b, c, 1, 1)
-        centered = x - mean  # fp32 (mean is fp32): x_hat = centered * rstd, without rounding the mean
-        sum_grad = grad.sum((2, 3), keepdim=True, dtype=torch.float32)
-        sum_grad_centered = (grad * centered).sum((2, 3), keepdim=True)
-        scale = rstd * weight.view(1, c, 1, 1)
-        count = h * w
-        dx = None
-        if ctx.needs_input_grad[0]:
-            # dx = scale*g + centered * (-scale*rstd^2*sum(g*centered)/n) - scale*sum(g)/n
-            centered_coefficient = -scale * rstd.square() * sum_grad_centered / count
-            dx = torch.addcmul(-scale * sum_grad / count, centered, centered_coefficient)
-            dx = dx.addcmul_(grad, scale).to(x.dtype)
-        dweight = (rstd * sum_grad_centered).sum((0, 2, 3)).to(weight.dtype)
-        dbias = sum_grad.sum((0, 2, 3)).to(weight.dtype)
+        parts = [
+            torch.ops.aten.native_batch_norm_backward(
+                grad[i : i + 1], x[i : i + 1], weight, None, None, mean[i], rstd[i], True, ctx.eps, [True, True, True]
+            )
+            for i in range(x.shape[0])
+        ]
+        dx = parts[0][0] if len(parts) == 1 else torch.cat([part[0] for part in parts])
+        dweight = torch.stack([part[1] for part in parts]).sum(0)
+        dbias = torch.stack([part[2] for part in parts]).sum(0)
         return dx, dweight, dbias, None
 
 
