@@ -64,8 +64,9 @@ def test_strip_compile_prefix_restores_plain_keys():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_instance_norm_matches_torch_and_keeps_the_layout(memory_format):
+def test_instance_norm_matches_torch_and_keeps_the_layout(memory_format, dtype):
     from fast_style.networks import InstanceNorm2d
 
     torch.manual_seed(0)
@@ -74,17 +75,87 @@ def test_instance_norm_matches_torch_and_keeps_the_layout(memory_format):
         for norm in (ours, reference):
             norm.weight.copy_(torch.linspace(0.5, 2.0, 6))
             norm.bias.copy_(torch.linspace(-1.0, 1.0, 6))
-    x = (torch.randn(3, 6, 9, 11) * 4 + 2).contiguous(memory_format=memory_format)
-    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    x = (torch.randn(3, 6, 9, 11) * 4 + 2).to(dtype).contiguous(memory_format=memory_format)
+    x_ours = x.clone().requires_grad_()
+    x_ref = x.float().contiguous().requires_grad_()  # reference: fp32 NCHW on the same values
     y_ours, y_ref = ours(x_ours), reference(x_ref)
-    assert y_ours.is_contiguous(memory_format=memory_format)
-    torch.testing.assert_close(y_ours, y_ref)
+    assert y_ours.dtype == dtype and y_ours.is_contiguous(memory_format=memory_format)
+    tolerance = {} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(y_ours.float(), y_ref, **tolerance)
     grad = torch.randn_like(y_ref)
-    y_ours.backward(grad)
-    y_ref.backward(grad)
-    torch.testing.assert_close(x_ours.grad, x_ref.grad)
-    torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
-    torch.testing.assert_close(ours.bias.grad, reference.bias.grad)
+    y_ours.backward(grad.to(dtype).contiguous(memory_format=memory_format))
+    y_ref.backward(grad.to(dtype).float())
+    assert x_ours.grad.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(x_ours.grad.float(), x_ref.grad, **tolerance)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad, **tolerance)
+    torch.testing.assert_close(ours.bias.grad, reference.bias.grad, **tolerance)
+
+
+@pytest.mark.parametrize("size", [(24, 30), (10, 12), (40, 18)])
+def test_phase_split_convolution_equals_the_plain_convolution(size):
+    """The 2x2 phase form computes the same conv and gradients (fp32, so to rounding)."""
+    from fast_style.networks import _phase_conv
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(3, 6, 9, 9, requires_grad=True), torch.randn(3, requires_grad=True)
+    x = torch.randn(2, 6, *size)
+    x_phase = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_plain = x.clone().requires_grad_()
+    y_phase = _phase_conv(x_phase, weight, bias, 2)
+    grad = torch.randn_like(y_phase)
+    weight_grad, bias_grad = torch.autograd.grad(y_phase, (weight, bias), grad, retain_graph=True)
+    y_phase.backward(grad)
+    y_plain = torch.nn.functional.conv2d(x_plain, weight, bias)
+    weight_grad_plain, bias_grad_plain = torch.autograd.grad(y_plain, (weight, bias), grad, retain_graph=True)
+    y_plain.backward(grad)
+    tolerance = {"rtol": 1e-4, "atol": 1e-4}
+    assert y_phase.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y_phase, y_plain, **tolerance)
+    torch.testing.assert_close(x_phase.grad, x_plain.grad, **tolerance)
+    torch.testing.assert_close(weight_grad, weight_grad_plain, **tolerance)
+    torch.testing.assert_close(bias_grad, bias_grad_plain, **tolerance)
+
+
+def test_few_outputs_conv_takes_the_phase_path_under_cpu_autocast(monkeypatch):
+    import fast_style.networks as networks
+
+    calls = []
+    original = networks._phase_conv
+    monkeypatch.setattr(networks, "_phase_conv", lambda *args: calls.append(1) or original(*args))
+    conv = networks.FewOutputsConv2d(8, 3, 9)
+    x = torch.rand(2, 8, 20, 22).contiguous(memory_format=torch.channels_last)
+    plain = conv(x)  # fp32 without autocast: PyTorch's own kernel
+    assert not calls
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = conv(x)
+    assert calls and fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), plain, rtol=3e-2, atol=3e-2)
+
+
+def test_network_output_layer_uses_the_few_outputs_conv_with_plain_state_dict_keys():
+    from fast_style.networks import FewOutputsConv2d
+
+    net = TransformerNet(8, 1)
+    assert isinstance(net.decoder[-1][1], FewOutputsConv2d)
+    assert "decoder.2.1.weight" in net.state_dict() and "decoder.2.1.bias" in net.state_dict()
+
+
+def test_channels_last_instance_norm_function_matches_torch_in_fp32():
+    from fast_style.networks import _ChannelsLastInstanceNorm
+
+    torch.manual_seed(0)
+    weight, bias = torch.linspace(0.5, 2.0, 5).requires_grad_(), torch.linspace(-1, 1, 5).requires_grad_()
+    x = (torch.randn(3, 5, 8, 7) * 4 + 2).contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_ref = x.detach().contiguous().requires_grad_()
+    y = _ChannelsLastInstanceNorm.apply(x, weight, bias, 1e-5)
+    y_ref = torch.nn.functional.instance_norm(x_ref, weight=weight, bias=bias, eps=1e-5)
+    torch.testing.assert_close(y, y_ref)
+    grad = torch.randn_like(y_ref)
+    grads = torch.autograd.grad(y, (x, weight, bias), grad.contiguous(memory_format=torch.channels_last))
+    grads_ref = torch.autograd.grad(y_ref, (x_ref, weight, bias), grad)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    for got, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, expected)
 
 
 def test_reflection_pad_stays_in_the_input_dtype_under_autocast():

@@ -32,7 +32,7 @@ class StyleTransferModule(L.LightningModule):
         optimizer: a partial ``torch.optim`` constructor taking the parameters (Hydra ``_partial_``).
         scheduler: optional partial LR scheduler constructor taking the optimizer (stepped per step).
         metadata: plain data saved in every checkpoint (style name, config) next to the model config.
-        channels_last: keep both nets and the batches in NHWC, which is faster on GPUs and AMX CPUs.
+        channels_last: keep both nets and the batches in NHWC, which is faster on GPUs and bf16 CPUs.
     """
 
     def __init__(

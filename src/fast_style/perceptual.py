@@ -156,9 +156,10 @@ class VGGFeatures(nn.Module):
         self.layers = nn.Sequential(*list(features)[: last + 1])
         self.names = names[: last + 1]
         self.wanted = set(layers)
-        for module in self.layers:
+        for index, module in enumerate(self.layers):
             if isinstance(module, nn.ReLU):
-                module.inplace = False  # we keep references to the activations we return
+                # In place only where the input (a conv output) is never returned to the caller.
+                module.inplace = index > 0 and self.names[index - 1] not in self.wanted
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -170,6 +171,8 @@ class VGGFeatures(nn.Module):
     def forward(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Features of ``layers`` (default: all requested at construction); stops at the deepest."""
         wanted = self.wanted if layers is None else set(layers)
+        if not wanted <= self.wanted:  # an in-place ReLU may have overwritten an unrequested conv output
+            raise ValueError(f"layers {sorted(wanted - self.wanted)} were not requested at construction")
         x = (images - self.mean) / self.std  # not in place: the caller's tensor stays untouched
         out = {}
         for name, module in zip(self.names, self.layers, strict=True):
