@@ -93,3 +93,20 @@ def test_a_failing_export_leaves_no_file(trained_run, tmp_path, monkeypatch):
     with pytest.raises(FastStyleError, match="failed its check"):
         export_checkpoint(run_dir / "final.ckpt", ["safetensors"], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_channels_last_stylizer_exports_and_stays_as_it_was(tmp_path):
+    """Training keeps nets channels-last; exporting such a module must neither fail (layout checks
+    on symbolic shapes) nor change the caller's module."""
+    from fast_style.inference import Stylizer
+    from fast_style.networks import TransformerNet
+
+    stylizer = Stylizer(TransformerNet()).eval().to(memory_format=torch.channels_last)  # (8, 1) exported fine
+    written = export_module.export_stylizer(stylizer, tmp_path, "cl", ["onnx", "torchscript"], log=lambda line: None)
+    assert sorted(written) == ["onnx", "torchscript"] and all(path.is_file() for path in written.values())
+    first_conv = stylizer.net.encoder[0][1].weight
+    assert first_conv.is_contiguous(memory_format=torch.channels_last) and not first_conv.is_contiguous()
+    images = torch.rand(1, 3, 30, 42)
+    with torch.inference_mode():
+        expected = stylizer(images)
+    torch.testing.assert_close(load_backend(written["onnx"])(images), expected, rtol=1e-3, atol=1e-3)

@@ -11,6 +11,7 @@ export leaves no file behind.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Callable, Iterable
@@ -128,7 +129,9 @@ def export_stylizer(
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
-    stylizer = stylizer.eval().float().cpu()
+    # A plain copy: the caller's module keeps its device, dtype and layout (a channels-last one
+    # would make the exporters trace layout checks on symbolic shapes).
+    stylizer = copy.deepcopy(stylizer).eval().float().cpu().to(memory_format=torch.contiguous_format)
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     info = export_info(stylizer, style)

@@ -62,12 +62,28 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         super().__init__(channels, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         if not torch.jit.is_scripting():
-            if channels_last and x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
+            if _cpu_fast_path(x, autocast_counts=False):
                 return _channels_last_instance_norm(x, self.weight, self.bias, self.eps)
-        y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-        return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+            if not torch.compiler.is_exporting() and _is_channels_last(x):
+                y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+                return y.contiguous(memory_format=torch.channels_last)
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+@torch.jit.unused
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+@torch.jit.unused
+def _cpu_fast_path(x: torch.Tensor, autocast_counts: bool) -> bool:
+    """Whether ``x`` takes this module's hand-fused CPU paths: a channels-last bf16/fp16 CPU tensor
+    (or fp32 under CPU autocast, if ``autocast_counts``), outside exports, which keep plain ops."""
+    if torch.compiler.is_exporting() or torch.jit.is_tracing() or x.device.type != "cpu":
+        return False
+    low_precision = x.dtype in (torch.bfloat16, torch.float16) or (autocast_counts and torch.is_autocast_enabled("cpu"))
+    return low_precision and _is_channels_last(x)
 
 
 @torch.jit.unused
@@ -129,10 +145,7 @@ class FewOutputsConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-            low_precision = x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
-            even = x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0
-            if channels_last and x.device.type == "cpu" and low_precision and even:
+            if _cpu_fast_path(x, autocast_counts=True) and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0:
                 return _phase_conv(x, self.weight, self.bias, self.PHASES)
         return self._conv_forward(x, self.weight, self.bias)
 
