@@ -52,8 +52,8 @@ def stylizer_from_weights(state: dict[str, torch.Tensor], info: dict[str, Any], 
 
 
 def for_reduced_precision(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Cast an eager stylizer to ``dtype`` (weights and activations, no autocast round trips) and
-    channels-last, which the network's instance norms keep (``networks.InstanceNorm2d``)."""
+    """Cast a stylizer (eager or TorchScript) to ``dtype`` (weights and activations, no autocast
+    round trips) and channels-last, the layout the network's CPU fast paths keep."""
     return module.to(dtype=dtype, memory_format=torch.channels_last)
 
 
@@ -62,10 +62,10 @@ class Backend:
 
     kind = "checkpoint"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, compile: bool = False) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         self._eager: Stylizer | None = None
-        self.compile = False  # torch.compile the eager network (checkpoint/safetensors only)
+        self.compile = compile  # torch.compile the eager network (checkpoint/safetensors only)
         self._compiled: nn.Module | None = None
 
     def eager(self) -> Stylizer:
@@ -143,7 +143,7 @@ class TorchScriptBackend(Backend):
             ) from exc
         self.info = json.loads(extra[f"{INFO_KEY}.json"] or "{}")
         if dtype != torch.float32:
-            self.module = self.module.to(dtype=dtype, memory_format=torch.channels_last)
+            self.module = for_reduced_precision(self.module, dtype)
 
     def _load_eager(self) -> Stylizer:
         state = {k: v.float().cpu() for k, v in self.module.state_dict().items()}
@@ -216,14 +216,8 @@ def load_backend(
         raise FastStyleError(f"model file {path} does not exist: pass ckpt=<a .ckpt, .onnx, .pt or .safetensors file>")
     if compile and kind not in ("checkpoint", "safetensors"):
         raise FastStyleError(f"compile=true applies to .ckpt and .safetensors models, not {path.name}: drop compile=")
-    if kind == "checkpoint":
-        backend = Backend(path, device, dtype)
-        backend.compile = compile
-        backend.eager()  # load now: a damaged checkpoint fails before any output is written
-        return backend
-    if kind == "safetensors":
-        backend = SafetensorsBackend(path, device, dtype)
-        backend.compile = compile
-        backend.eager()
+    if kind in ("checkpoint", "safetensors"):
+        backend = (Backend if kind == "checkpoint" else SafetensorsBackend)(path, device, dtype, compile)
+        backend.eager()  # load now: a damaged file fails before any output is written
         return backend
     return {"onnx": OnnxBackend, "torchscript": TorchScriptBackend}[kind](path, device, dtype)
