@@ -38,6 +38,18 @@ def test_defaults_follow_the_paper(tmp_path):
     assert cfg.data.source == "hub" and cfg.data.path == "detection-datasets/coco"
     net = instantiate(cfg.model)
     assert isinstance(net, TransformerNet) and net.config == {"channels": 32, "residual_blocks": 5}
+    # The published ImageNet recipe stays the default loss.
+    assert cfg.loss.content_weight == 1e5 and cfg.loss.style_weight == 1e10 and cfg.loss.tv_weight == 0
+    assert cfg.loss.normalize is False and cfg.loss.style_layer_weights is None and cfg.loss.pixel_weight == 0
+
+
+def test_loss_group_holds_the_recipes_and_styles_only_a_factor(tmp_path):
+    standin = compose_train(["loss=standin"], tmp_path)
+    assert standin.loss.normalize is True
+    assert len(standin.loss.style_layer_weights) == len(standin.perceptual.style_layers)
+    udnie = compose_train(["style=udnie", "loss=standin"], tmp_path)
+    assert udnie.loss == standin.loss and udnie.style.style_weight_factor == 5  # udnie: 5e10 in the paper's recipe
+    assert compose_train(["style=wave"], tmp_path).style.style_weight_factor == 1
 
 
 def test_overrides_reach_the_objects(tmp_path):

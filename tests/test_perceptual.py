@@ -177,3 +177,36 @@ def test_normalized_style_layers_count_alike_with_the_stand_in(stand_in_vgg):
         ]
     assert max(per_layer[False]) / min(per_layer[False]) > 1e3
     assert max(per_layer[True]) / min(per_layer[True]) < 1e2
+
+
+def test_style_layer_weights_scale_each_layer_and_zero_drops_it():
+    torch.manual_seed(0)
+    style, output, photo = torch.rand(1, 3, 48, 48), torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    layers = ("relu1_2", "relu2_2")
+
+    def style_term(layer_weights):
+        torch.manual_seed(1)  # the same random VGG each time
+        loss = PerceptualLoss(style, style_layers=layers, weights="random", style_layer_weights=layer_weights)
+        return loss(output, photo)["style"]
+
+    with pytest.warns(UserWarning, match="random"):
+        only_first, only_second, both = style_term([1, 0]), style_term([0, 1]), style_term([1, 1])
+        torch.testing.assert_close(style_term([3, 0.5]), 3 * only_first + 0.5 * only_second)
+    torch.testing.assert_close(both, only_first + only_second)
+    assert only_first > 0 and only_second > 0
+    with pytest.raises(FastStyleError, match="2 style layers"):
+        PerceptualLoss(style, style_layers=layers, weights="random", style_layer_weights=[1, 1, 1])
+
+
+def test_pixel_term_is_the_weighted_squared_error_to_the_photo():
+    torch.manual_seed(0)
+    photo = torch.rand(2, 3, 32, 32)
+    output = (photo + 0.1).requires_grad_()
+    with pytest.warns(UserWarning, match="random"):
+        loss = PerceptualLoss(torch.rand(1, 3, 32, 32), weights="random", pixel_weight=2.0)
+        plain = PerceptualLoss(torch.rand(1, 3, 32, 32), weights="random")
+    terms = loss(output, photo)
+    torch.testing.assert_close(terms["pixel"], torch.tensor(2.0 * 0.01))
+    assert "pixel" not in plain(output, photo)  # off by default: the published recipe
+    terms["pixel"].backward()
+    torch.testing.assert_close(output.grad, torch.full_like(photo, 2.0 * 2 * 0.1 / photo.numel()))

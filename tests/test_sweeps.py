@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from fast_style.cli import CONFIG_DIR
-from fast_style.contact_sheet import find_checkpoints, load_run, make_contact_sheet
+from fast_style.contact_sheet import figure_lines, find_checkpoints, load_run, make_contact_sheet, run_figures
 from fast_style.inference import read_checkpoint
 from fast_style.loggers import choose_wandb_mode, swept_overrides, wandb_api_key_available
 from fast_style.training import train
@@ -136,6 +136,12 @@ def test_contact_sheet_of_the_multirun(multirun, tmp_path):
     assert np.abs(cell - stylized.permute(1, 2, 0).numpy()).max() <= 1 / 255 + 1e-6
     content = np.asarray(sheet.image.crop(sheet.cells[0][0]), dtype=np.float32) / 255
     assert np.abs(content - tiles[0].permute(1, 2, 0).numpy()).max() <= 1 / 255 + 1e-6
+    # With the quality figures (scripts/evaluate.py's) under each label, a sweep is ranked by numbers.
+    figures = run_figures([r for r, _ in loaded], [s for _, s in loaded], tiles)
+    ranked = make_contact_sheet([r for r, _ in loaded], [s for _, s in loaded], tiles, figures=figures)
+    assert ranked.labels[1][0] == "loss.style_weight=1.0"
+    assert ranked.labels[1][1:] == figure_lines(figures[1])
+    assert ranked.labels[1][1].startswith("style gain ") and ranked.labels[1][3].startswith("artifacts ")
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """Train a few steps -> checkpoint -> stylize, through the library and through the entry points."""
 
+import json
+
 import torch
 from PIL import Image
 
@@ -24,6 +26,11 @@ def test_train_a_few_steps_then_stylize(photos_dir, tmp_path, needs_styles):
     metrics = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()[0]
     for term in ("loss/content", "loss/style", "loss/tv", "loss/total"):
         assert term in metrics
+    # The final model is measured like scripts/evaluate.py does, for sweeps to rank by numbers.
+    for figure in ("eval/style_gain", "eval/structure", "eval/artifact_share", "eval/style_gain_relu1_2"):
+        assert figure in metrics
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert evaluation["photos"] == 2 and -1 <= evaluation["structure"] <= 1
     stylizer = load_stylizer(final)
     out = stylizer(torch.rand(1, 3, 37, 51))
     assert out.shape == (1, 3, 37, 51)

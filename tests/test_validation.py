@@ -50,6 +50,12 @@ def test_the_default_and_tiny_configs_pass(photos_dir, tmp_path):
         ("resume=yes", ["resume='yes'", "auto"]),
         ("style.sha256=abc", ["style.sha256='abc'", "64"]),
         ("seed=1.5", ["seed=1.5", "integer"]),
+        ("loss.pixel_weight=-1", ["loss.pixel_weight=-1", ">= 0"]),
+        ("loss.style_layer_weights=[1,2]", ["loss.style_layer_weights=[1, 2]", "4 numbers", "relu4_3"]),
+        ("loss.style_layer_weights=[0,0,0,0]", ["loss.style_layer_weights", "not all 0"]),
+        ("loss.style_layer_weights=[1,a,1,1]", ["loss.style_layer_weights", "numbers >= 0"]),
+        ("style.style_weight_factor=0", ["style.style_weight_factor=0", "> 0"]),
+        ("evaluate.size=8", ["evaluate.size=8", ">= 16"]),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(override, fragments, photos_dir, tmp_path):
@@ -68,6 +74,7 @@ def test_missing_paths_are_named(photos_dir, tmp_path):
         f"data.root={tmp_path / 'no_photos'}": "no_photos",
         f"perceptual.weights={tmp_path / 'vgg.pth'}": "vgg.pth",
         f"ckpt_path={tmp_path / 'gone.ckpt'}": "gone.ckpt",
+        f"evaluate.photos={tmp_path / 'held_out'}": "held_out",
     }
     for override, fragment in cases.items():
         with pytest.raises(FastStyleError, match=fragment):

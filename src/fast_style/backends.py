@@ -123,6 +123,7 @@ class SafetensorsBackend(Backend):
             info = json.loads(sidecar.read_text())
         else:
             raise FastStyleError(f"{self.path} has no model config: put its {sidecar.name} next to it")
+        self.info = info
         return stylizer_from_weights(state, info, self.path)
 
 
@@ -181,6 +182,7 @@ class OnnxBackend(Backend):
                 f"cannot load ONNX model {path} ({first}): it is damaged or not ONNX; re-export it with scripts/export.py"
             ) from exc
         self.input_name = self.session.get_inputs()[0].name
+        self.info = json.loads(self.session.get_modelmeta().custom_metadata_map.get(INFO_KEY, "{}"))
 
     def _load_eager(self) -> Stylizer:
         import onnx

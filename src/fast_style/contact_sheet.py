@@ -185,6 +185,23 @@ def load_photos(paths: list[str | Path], size: int) -> list[torch.Tensor]:
     return [resize_crop(open_rgb(p), size, None).float().div(255.0) for p in paths]
 
 
+def figure_lines(figures: dict[str, Any]) -> list[str]:
+    """The quality figures printed under a row's label (higher style gain and structure are better)."""
+    return [
+        f"style gain {figures['style_gain']:.2f}",
+        f"structure {figures['structure']:.2f}",
+        f"artifacts {figures['artifact_share']:.3f}",
+    ]
+
+
+def run_figures(runs: list[Run], stylizers: list[Stylizer], photos: list[torch.Tensor]) -> list[dict[str, Any]]:
+    """Per run, the mean ``scripts/evaluate.py`` figures on ``photos``, measured with its own VGG and painting."""
+    from fast_style.evaluation import judge_for, measure_images
+
+    judges: dict = {}
+    return [measure_images(judge_for(r.config, cache=judges), s, photos) for r, s in zip(runs, stylizers, strict=True)]
+
+
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)
@@ -194,18 +211,26 @@ def _font(size: int):
 
 @torch.inference_mode()
 def make_contact_sheet(
-    runs: list[Run], stylizers: list[Stylizer], photos: list[torch.Tensor], pad: int = 8, font_size: int | None = None
+    runs: list[Run],
+    stylizers: list[Stylizer],
+    photos: list[torch.Tensor],
+    pad: int = 8,
+    font_size: int | None = None,
+    figures: list[dict[str, Any]] | None = None,
 ) -> ContactSheet:
     """Stylize every photo with every run and lay the results out as a labelled grid.
 
     Args:
         photos: equal-size ``(3, S, S)`` tensors in [0, 1]; each cell is ``S x S``.
+        figures: per run, ``scripts/evaluate.py`` figures (means over the photos) printed under its label.
     """
     if not photos:
         raise FastStyleError("no content photos: pass --photos a.jpg b.jpg or leave it out for the built-in ones")
     tile = photos[0].shape[-1]
     batch = torch.stack(photos)
     labels = run_labels(runs)
+    if figures is not None:
+        labels = [lines + figure_lines(f) for lines, f in zip(labels, figures, strict=True)]
     font = _font(font_size or max(12, tile // 16))
     line_height = font.getbbox("Ag=0.")[3] + 4
     rows_of_text = [["content"], *labels]
@@ -243,13 +268,18 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--out", help="output image (default: <DIR>/contact_sheet.png for one folder, else ./contact_sheet.png)"
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="print style gain, structure and artifact share under each row"
+    )
     args = parser.parse_args(argv)
     if args.size < 16:
         raise FastStyleError(f"--size {args.size} is too small: use 16 or more pixels")
     checkpoints = find_checkpoints(args.paths)
     photos = load_photos(args.photos, args.size) if args.photos else builtin_photos(args.size)
     loaded = [load_run(c) for c in checkpoints]
-    sheet = make_contact_sheet([r for r, _ in loaded], [s for _, s in loaded], photos)
+    runs, stylizers = [r for r, _ in loaded], [s for _, s in loaded]
+    figures = run_figures(runs, stylizers, photos) if args.metrics else None
+    sheet = make_contact_sheet(runs, stylizers, photos, figures=figures)
     single_dir = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
     out = Path(args.out) if args.out else (Path(args.paths[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
     save_image(sheet.image, out)

@@ -264,6 +264,12 @@ class PerceptualLoss(nn.Module):
     pytorch/examples, so its published weights carry over): content = mean squared error of the
     content-layer features; style = sum over style layers of the mean squared error between Grams.
 
+    ``style_layer_weights`` (one per style layer, default all 1) weigh the layers' Gram errors:
+    shallow layers (relu1_2) hold fine texture and colour, deep ones (relu4_3) strokes and
+    shapes, so these weights set the stroke scale. ``pixel_weight`` adds the mean squared error
+    between output and photo in pixel space (jcjohnson's ``-pixel_loss_weight``), reported as
+    ``"pixel"`` when non-zero.
+
     ``normalize=True`` makes every term a *relative* error, independent of the VGG's activation
     scale: each content layer's MSE is divided by the mean square of the photo's features, and each
     style layer's Gram MSE by the mean square of the style Gram. Every layer then counts about
@@ -282,11 +288,21 @@ class PerceptualLoss(nn.Module):
         arch: str = "vgg16",
         weights: str = "imagenet",
         normalize: bool = False,
+        style_layer_weights: Sequence[float] | None = None,
+        pixel_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.content_layers = list(content_layers)
         self.style_layers = list(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.pixel_weight = pixel_weight
+        layer_weights = [1.0] * len(self.style_layers) if style_layer_weights is None else list(style_layer_weights)
+        if len(layer_weights) != len(self.style_layers):
+            raise FastStyleError(
+                f"loss.style_layer_weights has {len(layer_weights)} values for {len(self.style_layers)} style layers "
+                f"{self.style_layers}: give one weight per layer"
+            )
+        self.style_layer_weights = dict(zip(self.style_layers, map(float, layer_weights), strict=True))
         self.normalize = normalize
         self.vgg = VGGFeatures(sorted(set(self.content_layers) | set(self.style_layers)), arch, weights)
         with torch.no_grad():
@@ -303,8 +319,9 @@ class PerceptualLoss(nn.Module):
     def _style_term(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(
             F.mse_loss(gram_matrix(features[n]), self.style_gram(n).expand(features[n].shape[0], -1, -1))
-            / getattr(self, f"style_scale_{n}")
+            * (self.style_layer_weights[n] / getattr(self, f"style_scale_{n}"))
             for n in self.style_layers
+            if self.style_layer_weights[n] != 0
         )
 
     def _content_error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -331,5 +348,8 @@ class PerceptualLoss(nn.Module):
             "style": self.style_weight * style_loss,
             "tv": self.tv_weight * total_variation(output),
         }
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        if self.pixel_weight:
+            with torch.autocast(device_type=output.device.type, enabled=False):
+                terms["pixel"] = self.pixel_weight * _SquaredError.apply(output, content.detach())
+        terms["total"] = sum(terms.values())
         return terms

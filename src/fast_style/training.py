@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +28,8 @@ from fast_style.checkpointing import (
 from fast_style.data import write_skipped_report
 from fast_style.errors import FastStyleError
 from fast_style.export import export_checkpoint
-from fast_style.images import load_image
+from fast_style.images import atomic_write, list_images, load_image
+from fast_style.inference import Stylizer
 from fast_style.loggers import finish_loggers
 from fast_style.module import StyleTransferModule
 from fast_style.perceptual import PerceptualLoss
@@ -57,9 +60,11 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         arch=cfg.perceptual.arch,
         weights=str(cfg.perceptual.weights),
         content_weight=cfg.loss.content_weight,
-        style_weight=cfg.loss.style_weight,
+        style_weight=cfg.loss.style_weight * cfg.style.get("style_weight_factor", 1.0),
         tv_weight=cfg.loss.tv_weight,
+        pixel_weight=cfg.loss.get("pixel_weight", 0.0),
         normalize=cfg.loss.get("normalize", False),
+        style_layer_weights=cfg.loss.get("style_layer_weights"),
     )
     metadata = {"style": cfg.style.get("name"), "config": OmegaConf.to_container(cfg, resolve=True)}
     return StyleTransferModule(
@@ -123,6 +128,8 @@ def train(cfg: DictConfig) -> float:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         final = run_dir / "final.ckpt"
         trainer.save_checkpoint(final)  # collective; AtomicCheckpointIO writes it atomically on rank 0
+        if trainer.is_global_zero:
+            evaluate_final(module, cfg, samples, loggers or [], trainer.global_step, run_dir)
     except SIGTERMException as exc:
         report_skipped(trainer, module, run_dir)
         raise FastStyleError(
@@ -137,6 +144,35 @@ def train(cfg: DictConfig) -> float:
         export_final(final, cfg.get("export"))
         print(f"final checkpoint: {final}")  # stays the last stdout line: scripts read it
     return metrics.get("loss/total", float("nan"))
+
+
+def evaluate_final(
+    module: StyleTransferModule, cfg: DictConfig, samples: torch.Tensor, loggers, step: int, run_dir: Path
+):
+    """Quality figures of the final model (``scripts/evaluate.py``'s) on ``evaluate.photos`` or the
+    sample photos: logged as ``eval/<figure>`` (wandb summary, csv) and written to evaluation.json,
+    so the runs of a sweep can be ranked by numbers."""
+    from fast_style.evaluation import judge_for, load_photo, measure_images
+
+    options = cfg.get("evaluate") or {}
+    if options.get("photos"):
+        photos = [load_photo(p, options.get("size")) for p in list_images(options.photos)]
+    else:
+        photos = [sample.float().div(255) for sample in samples]  # uint8 crops at the training size
+    if not photos:
+        return
+    config = OmegaConf.to_container(cfg, resolve=True)
+    judge = judge_for(config)
+    net = Stylizer(copy.deepcopy(module.net).float().to(memory_format=torch.contiguous_format).cpu()).eval()
+    figures = measure_images(judge, net, photos)
+    flat = {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)}
+    flat |= {f"eval/style_gain_{n}": v for n, v in figures["style_gain_layers"].items()}
+    for logger in loggers:
+        logger.log_metrics(flat, step=step)
+        logger.save()  # CSVLogger buffers rows until save(): fit() has ended, nothing else will flush them
+    text = json.dumps({"photos": len(photos), **figures}, indent=2)
+    atomic_write(run_dir / "evaluation.json", lambda tmp: Path(tmp).write_text(text))
+    print("quality of the final model: " + ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in flat.items()))
 
 
 def export_final(final: Path, export_cfg: DictConfig | None) -> None:

@@ -138,6 +138,9 @@ def validate_train_config(cfg: DictConfig) -> None:
     c.number("loss.content_weight", lambda v: v >= 0, ">= 0")
     c.number("loss.style_weight", lambda v: v > 0, "> 0 (the style term is what training optimizes)")
     c.number("loss.tv_weight", lambda v: v >= 0, ">= 0")
+    c.number("loss.pixel_weight", lambda v: v >= 0, ">= 0 (0: no pixel-space content term)", default=0.0)
+    c.boolean("loss.normalize", default=False)
+    c.number("style.style_weight_factor", lambda v: v > 0, "> 0 (multiplies loss.style_weight)", default=1.0)
     if c.get("optimizer.lr", None) is not None:
         c.number("optimizer.lr", lambda v: v > 0, "> 0 (e.g. 1e-3 for Adam)")
 
@@ -182,6 +185,20 @@ def validate_train_config(cfg: DictConfig) -> None:
         for layer in layers:
             if layer not in known:
                 c.fail(key, layers, f"{layer!r} is not a {arch} layer; use names like {', '.join(relus)}")
+    layer_weights = c.get("loss.style_layer_weights", None)
+    if layer_weights is not None:
+        style_layers = c.get("perceptual.style_layers")
+        if (
+            not isinstance(layer_weights, list)
+            or len(layer_weights) != len(style_layers)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in layer_weights)
+            or not any(layer_weights)
+        ):
+            c.fail(
+                "loss.style_layer_weights",
+                layer_weights,
+                f"use null or {len(style_layers)} numbers >= 0 (not all 0), one per perceptual.style_layers {style_layers}",
+            )
     weights = c.get("perceptual.weights")
     if weights not in ("imagenet", "random"):
         c.existing(
@@ -199,6 +216,10 @@ def validate_train_config(cfg: DictConfig) -> None:
     c.integer("checkpoint.keep", lambda v: v >= 1 or v == -1, ">= 1 (newest periodic checkpoints kept) or -1 (all)")
     c.integer("samples.count", lambda v: v >= 0, ">= 0")
     c.integer("samples.every_n_steps", lambda v: v >= 0, ">= 0 (0: only at the end)")
+    if c.get("evaluate.photos", None):
+        c.existing("evaluate.photos", "folder", "point evaluate.photos at a folder of held-out photos, or null")
+    if c.get("evaluate.size", None) is not None:
+        c.integer("evaluate.size", lambda v: v >= 16, ">= 16 or null (native size)")
     resume = c.get("resume", False)
     if str(resume).lower() not in RESUME_VALUES or not isinstance(resume, (bool, str)):
         c.fail("resume", resume, "use true (continue the newest run of this style), auto (continue if any) or false")
