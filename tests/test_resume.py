@@ -17,18 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_style.checkpointing import (
-    AtomicCheckpointIO,
-    RNGState,
-    check_resume_checkpoint,
-    remove_partial_files,
-    resume_checkpoint,
-    safe_torch_load,
-)
+from fast_style.checkpoint_format import read_checkpoint, safe_torch_load
 from fast_style.errors import FastStyleError
-from fast_style.inference import read_checkpoint
-from fast_style.runs import find_run_to_resume
-from fast_style.training import train
+from fast_style.train.callbacks import RNGState
+from fast_style.train.checkpoint_io import AtomicCheckpointIO, remove_partial_files
+from fast_style.train.resume import check_resume_checkpoint, find_run_to_resume, resume_checkpoint
+from fast_style.train.training import train
 
 from .conftest import (
     ROOT,
@@ -213,7 +207,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, needs_pain
     order, crops) all restored; without RNGState the weights differ by ~0.05.
     """
     photos = write_crops(tmp_path / "photos", ("astronaut", "coffee"), per_photo=4)  # 8 photos = 4 steps/epoch
-    scheduler = "scheduler={_target_:fast_style.module.lr_warmup_cosine,_partial_:true,warmup_steps:3,total_steps:12}"
+    scheduler = (
+        "scheduler={_target_:fast_style.train.module.lr_warmup_cosine,_partial_:true,warmup_steps:3,total_steps:12}"
+    )
     overrides = [*fast_overrides(photos, steps=12, every=4), scheduler, "logger=none"]
     train(compose_train(overrides, tmp_path / "straight"))
     train(compose_train([*overrides, "trainer.max_steps=4"], tmp_path / "stopped"))
@@ -346,7 +342,7 @@ def test_cached_imagenet_weights_are_verified_and_loaded_weights_only(tmp_path, 
     """A swapped file in $TORCH_HOME is refused; a good one is loaded with weights_only=True."""
     import hashlib
 
-    from fast_style.perceptual import imagenet_state_dict
+    from fast_style.model.perceptual import imagenet_state_dict
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     content = b"pretend these are VGG weights"

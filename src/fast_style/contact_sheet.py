@@ -12,7 +12,6 @@ Layout (all sizes in pixels)::
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,10 @@ import torch
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from fast_style.data import resize_crop
+from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
-from fast_style.images import open_rgb, save_image, tensor_to_pil
-from fast_style.inference import CHECKPOINT_KEY, Stylizer, network_from_checkpoint, read_checkpoint
+from fast_style.images import open_rgb, resize_crop, save_image, tensor_to_pil
+from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -202,7 +201,7 @@ def make_contact_sheet(
         photos: equal-size ``(3, S, S)`` tensors in [0, 1]; each cell is ``S x S``.
     """
     if not photos:
-        raise FastStyleError("no content photos: pass --photos a.jpg b.jpg or leave it out for the built-in ones")
+        raise FastStyleError("no content photos: pass photos=[a.jpg,b.jpg] or leave it out for the built-in ones")
     tile = photos[0].shape[-1]
     batch = torch.stack(photos)
     labels = run_labels(runs)
@@ -232,26 +231,15 @@ def make_contact_sheet(
     return ContactSheet(sheet, labels, rows=len(rows_of_text), cols=len(photos), cells=cells)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
-        description="One image comparing trained runs: a row per run, a column per content photo, "
-        "rows labelled with the overrides that differ.",
-    )
-    parser.add_argument("paths", nargs="+", help="a multirun folder, run folders, or .ckpt files")
-    parser.add_argument("--photos", nargs="+", help="content photos (default: three built-in generated scenes)")
-    parser.add_argument("--size", type=int, default=256, help="side of each cell in pixels (default 256)")
-    parser.add_argument(
-        "--out", help="output image (default: <DIR>/contact_sheet.png for one folder, else ./contact_sheet.png)"
-    )
-    args = parser.parse_args(argv)
-    if args.size < 16:
-        raise FastStyleError(f"--size {args.size} is too small: use 16 or more pixels")
-    checkpoints = find_checkpoints(args.paths)
-    photos = load_photos(args.photos, args.size) if args.photos else builtin_photos(args.size)
+def main(cfg) -> Path:
+    """``scripts/contact_sheet.py``: ``cfg`` is a validated ``configs/contact_sheet.yaml``
+    (``runs``: multirun folders, run folders or .ckpt files; ``photos``; ``size``; ``out``)."""
+    checkpoints = find_checkpoints(list(cfg.runs))
+    photos = load_photos(list(cfg.photos), cfg.size) if cfg.photos else builtin_photos(cfg.size)
     loaded = [load_run(c) for c in checkpoints]
     sheet = make_contact_sheet([r for r, _ in loaded], [s for _, s in loaded], photos)
-    single_dir = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
-    out = Path(args.out) if args.out else (Path(args.paths[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
+    single_dir = len(cfg.runs) == 1 and Path(cfg.runs[0]).is_dir()
+    out = Path(cfg.out) if cfg.out else (Path(cfg.runs[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
     save_image(sheet.image, out)
     runs, photos_n = sheet.rows - 1, sheet.cols
     print(f"contact sheet ({runs} run{'s' * (runs != 1)} x {photos_n} photo{'s' * (photos_n != 1)}): {out}")

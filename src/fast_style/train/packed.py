@@ -20,13 +20,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fast_style.errors import FastStyleError
+from fast_style.images import decode_photo, resize_crop
 
 INFO_FILE = "fast_style_packed.json"
 
 
 def _pack_one(args) -> tuple[bytes | None, str]:
-    from fast_style.data import decode_photo, resize_crop
-
     source, description, size = args
     try:
         return resize_crop(decode_photo(source), size, None).numpy().tobytes(), description
@@ -93,11 +92,9 @@ class PackedPhotos(Dataset):
     flipped left-right. ``__getitems__`` fetches a whole batch in one Arrow gather.
     """
 
-    def __init__(self, path: str | Path | None, image_size: int, augment: bool = True) -> None:
+    def __init__(self, path: str | Path, image_size: int, augment: bool = True) -> None:
         import datasets
 
-        if not path:
-            raise FastStyleError("data=packed needs data.path=<folder written by scripts/prepare_data.py>")
         path = Path(path).expanduser()
         info = path / INFO_FILE
         if not info.is_file():
