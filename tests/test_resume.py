@@ -19,6 +19,7 @@ from PIL import Image
 
 from fast_style.checkpoint_format import read_checkpoint, safe_torch_load
 from fast_style.errors import FastStyleError
+from fast_style.infer.backends import load_backend
 from fast_style.train.callbacks import RNGState
 from fast_style.train.checkpoint_io import AtomicCheckpointIO, remove_partial_files
 from fast_style.train.resume import check_resume_checkpoint, find_run_to_resume, resume_checkpoint
@@ -122,6 +123,68 @@ def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_pa
         result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         assert_one_line_error(result, "refusing to load", "evil.ckpt")
     assert not marker.exists()
+    assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
+
+
+def write_files_that_are_no_checkpoint(folder: Path) -> list[Path]:
+    """Plain text, random bytes, an empty file, a truncated zip and a truncated legacy pickle."""
+    torch.save({"w": torch.ones(64)}, folder / "real.pt")
+    torch.save({"w": torch.ones(64)}, folder / "legacy.pt", _use_new_zipfile_serialization=False)
+    contents = {
+        "notes.txt": b"these are my notes, not a model\n",
+        "noise.ckpt": random.Random(0).randbytes(4096),
+        "empty.ckpt": b"",
+        "truncated.ckpt": (folder / "real.pt").read_bytes()[:300],
+        "truncated_legacy.ckpt": (folder / "legacy.pt").read_bytes()[:40],
+    }
+    for name, content in contents.items():
+        (folder / name).write_bytes(content)
+    return [folder / name for name in contents]
+
+
+def test_files_that_are_no_checkpoint_get_their_own_line(tmp_path):
+    """Only a real pickle with code in it is "could run code"; anything else that is not a
+    checkpoint says so, in one short line, without PyTorch's message."""
+    for path in write_files_that_are_no_checkpoint(tmp_path):
+        damaged = path.name == "truncated_legacy.ckpt"  # a pickle stream: a checkpoint, cut short
+        expected = (
+            f"{path.name} is a damaged PyTorch checkpoint" if damaged else f"{path.name} is not a PyTorch checkpoint"
+        )
+        for load in (safe_torch_load, read_checkpoint, lambda p: check_resume_checkpoint(p, {})):
+            with pytest.raises(FastStyleError) as info:
+                load(path)
+            message = str(info.value)
+            assert message.startswith(expected) and len(message) < 200 and "\n" not in message, message
+            assert "could run code" not in message and "Weights only" not in message
+        with pytest.raises(FastStyleError) as info:
+            load_backend(path)  # stylize.py's loader
+        message = str(info.value)
+        if not damaged:
+            assert message.startswith(f"{path.name} is not a PyTorch checkpoint, ONNX, TorchScript or safetensors file")
+        assert len(message) < 200 and "\n" not in message and "could run code" not in message, message
+
+
+def test_files_that_are_no_checkpoint_through_both_entry_points(photos_dir, tmp_path):
+    notes = write_files_that_are_no_checkpoint(tmp_path)[0]
+    photo = next(photos_dir.glob("*.jpg"))
+    commands = [
+        [str(ROOT / "stylize.py"), f"ckpt={notes}", f"input={photo}", f"output={tmp_path / 'out.png'}"],
+        [
+            str(ROOT / "train.py"),
+            *tiny_train_overrides(photos_dir),
+            f"ckpt_path={notes}",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+    ]
+    processes = [
+        subprocess.Popen([sys.executable, *c], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+    for process, hint in zip(processes, ["pass ckpt=", "pass ckpt_path="], strict=True):
+        stdout, stderr = process.communicate(timeout=900)
+        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        line = assert_one_line_error(result, "notes.txt is not a PyTorch checkpoint", hint)
+        assert len(line) < 200 + len("error: ") and process.returncode == 2
     assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
 
 
