@@ -18,8 +18,30 @@ import platform
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 
 from fast_style.config.cli import launch
+from fast_style.config.schema import TRAINER_PRECISIONS, at_least, choice, device_setting, existing, setting
+
+
+@dataclass
+class BenchmarkConfig:
+    """``python scripts/benchmark.py``: the training step vs a plain fp32 loop."""
+
+    size: int = setting(256, **at_least(32))
+    batch: int = setting(4, **at_least(1))
+    precision: str = choice("bf16-mixed", TRAINER_PRECISIONS)
+    compile: bool = False  # torch.compile the nets (the project's step only)
+    channels_last: bool = True
+    fast_kernels: bool | None = None
+    device: str = device_setting()
+    warmup: int = setting(3, **at_least(0))
+    window: int = setting(4, **at_least(1))  # steps per timed window
+    windows: int = setting(5, **at_least(1))
+    reference: bool = True  # also time the pytorch/examples fp32 loop
+    loader: str | None = existing(None, "folder", "pass a folder written by scripts/prepare_data.py")
+    workers: int = setting(2, **at_least(0))
+    loader_images: int = setting(20000, **at_least(1))
 
 
 def sync(device) -> None:
@@ -191,4 +213,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    launch("benchmark", main)
+    launch("benchmark", main, config_schema=BenchmarkConfig)

@@ -14,22 +14,48 @@ depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080
 
 from __future__ import annotations
 
+import re
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from fast_style.config.cli import launch
+from fast_style.config.schema import at_least, device_setting, existing, setting
 from fast_style.errors import FastStyleError
 from fast_style.infer.backends import load_backend
 from fast_style.infer.export import export_stylizer
 from fast_style.infer.stylizer import Stylizer, load_stylizer, resolve_device
 from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.networks import TransformerNet
+
+BACKENDS = ("eager32", "eager32_cl", "autocast_bf16_cl", "bf16", "fp16", "torchscript", "torchscript_bf16", "onnx")
+BACKENDS += ("compile_bf16",)
+
+
+@dataclass
+class BenchmarkInferenceConfig:
+    """``python scripts/benchmark_inference.py``: one stylizer across backends and precisions."""
+
+    ckpt: str | None = existing(None, "file", "pass a .ckpt written by train.py (or leave ckpt out)")
+    device: str = device_setting()
+    size: str = setting("1024x680", "WIDTHxHEIGHT, e.g. 1024x680", lambda v: bool(re.fullmatch(r"\d+x\d+", v)))
+    batch: int = setting(1, **at_least(1))
+    windows: int = setting(5, **at_least(1))
+    iters: int = setting(3, **at_least(1))
+    warmup: int = setting(2, **at_least(0))
+    backends: list[str] = setting(
+        allowed=f"of {', '.join(BACKENDS)}",
+        check=lambda v: all(b in BACKENDS for b in v),
+        factory=lambda: list(BACKENDS[:-1]),
+    )
+    compile: bool = False  # adds compile_bf16
+    fast_kernels: bool | None = None
 
 
 def runner(module: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, channels_last: bool):
@@ -154,4 +180,4 @@ def device_name(device: torch.device) -> str:
 
 
 if __name__ == "__main__":
-    launch("benchmark_inference", benchmark)
+    launch("benchmark_inference", benchmark, config_schema=BenchmarkInferenceConfig)

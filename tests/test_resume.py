@@ -101,16 +101,15 @@ def test_the_payload_is_real_and_every_loader_refuses_it(tmp_path):
     assert not marker.exists()
 
 
-def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_path):
-    marker = tmp_path / "payload_ran"
-    evil = write_malicious_checkpoint(tmp_path / "evil.ckpt", marker)
+def stylize_and_resume_from(ckpt: Path, photos_dir: Path, tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    """``stylize.py ckpt=<ckpt>`` and ``train.py ckpt_path=<ckpt>``, side by side."""
     photo = next(photos_dir.glob("*.jpg"))
     commands = [
-        [str(ROOT / "stylize.py"), f"ckpt={evil}", f"input={photo}", f"output={tmp_path / 'out.png'}"],
+        [str(ROOT / "stylize.py"), f"ckpt={ckpt}", f"input={photo}", f"output={tmp_path / 'out.png'}"],
         [
             str(ROOT / "train.py"),
             *tiny_train_overrides(photos_dir),
-            f"ckpt_path={evil}",
+            f"ckpt_path={ckpt}",
             f"hydra.run.dir={tmp_path / 'r'}",
         ],
     ]
@@ -118,12 +117,20 @@ def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_pa
         subprocess.Popen([sys.executable, *c], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for c in commands
     ]
+    results = []
     for process in processes:
-        stdout, stderr = process.communicate(timeout=600)
-        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        stdout, stderr = process.communicate(timeout=900)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
+    return results
+
+
+def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_path):
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "evil.ckpt", marker)
+    for result in stylize_and_resume_from(evil, photos_dir, tmp_path):
         assert_one_line_error(result, "refusing to load", "evil.ckpt")
     assert not marker.exists()
-    assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
 
 
 def write_files_that_are_no_checkpoint(folder: Path) -> list[Path]:
@@ -166,26 +173,10 @@ def test_files_that_are_no_checkpoint_get_their_own_line(tmp_path):
 
 def test_files_that_are_no_checkpoint_through_both_entry_points(photos_dir, tmp_path):
     notes = write_files_that_are_no_checkpoint(tmp_path)[0]
-    photo = next(photos_dir.glob("*.jpg"))
-    commands = [
-        [str(ROOT / "stylize.py"), f"ckpt={notes}", f"input={photo}", f"output={tmp_path / 'out.png'}"],
-        [
-            str(ROOT / "train.py"),
-            *tiny_train_overrides(photos_dir),
-            f"ckpt_path={notes}",
-            f"hydra.run.dir={tmp_path / 'r'}",
-        ],
-    ]
-    processes = [
-        subprocess.Popen([sys.executable, *c], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for c in commands
-    ]
-    for process, hint in zip(processes, ["pass ckpt=", "pass ckpt_path="], strict=True):
-        stdout, stderr = process.communicate(timeout=900)
-        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    results = stylize_and_resume_from(notes, photos_dir, tmp_path)
+    for result, hint in zip(results, ["pass ckpt=", "pass ckpt_path="], strict=True):
         line = assert_one_line_error(result, "notes.txt is not a PyTorch checkpoint", hint)
-        assert len(line) < 200 + len("error: ") and process.returncode == 2
-    assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
+        assert len(line) < 200 + len("error: ") and result.returncode == 2
 
 
 # -- atomic writes ------------------------------------------------------------------------------

@@ -83,20 +83,18 @@ def test_missing_paths_are_named(photos_dir, tmp_path):
         validate(compose_train([*base, "style=custom", f"style.image={tmp_path / 'p.jpg'}"], tmp_path))
 
 
-def test_a_style_needs_a_local_image_or_a_verified_url(photos_dir, tmp_path):
-    base = tiny_train_overrides(photos_dir)
-    with pytest.raises(FastStyleError, match="style.image is required"):
-        validate(compose_train([*base, "style.url=null"], tmp_path))
-    with pytest.raises(FastStyleError, match="style.sha256 is required"):
-        validate(compose_train([*base, "style.sha256=null"], tmp_path))
-
-
-def test_unknown_layer_and_arch_are_one_line_errors(photos_dir, tmp_path):
-    base = tiny_train_overrides(photos_dir)
-    with pytest.raises(FastStyleError, match="relu9_9"):
-        validate(compose_train([*base, "perceptual.style_layers=[relu9_9]"], tmp_path))
-    with pytest.raises(FastStyleError, match="vgg16, vgg19"):
-        validate(compose_train([*base, "perceptual.arch=resnet50"], tmp_path))
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("style.url=null", "style.image is required"),  # neither a local painting nor a URL
+        ("style.sha256=null", "style.sha256 is required"),  # a URL whose download cannot be verified
+        ("perceptual.style_layers=[relu9_9]", "relu9_9"),
+        ("perceptual.arch=resnet50", "vgg16, vgg19"),
+    ],
+)
+def test_rules_across_keys(override, fragment, photos_dir, tmp_path):
+    with pytest.raises(FastStyleError, match=fragment):
+        validate(compose_train([*tiny_train_overrides(photos_dir), override], tmp_path))
 
 
 def test_loss_keys_of_the_schema(photos_dir, tmp_path):

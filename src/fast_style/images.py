@@ -88,6 +88,15 @@ def resize_crop(image: Image.Image, size: int, rng: random.Random | None) -> tor
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
+def crop_or_reason(source: Any, size: int, rng: random.Random | None, description: str) -> torch.Tensor | str:
+    """``resize_crop(decode_photo(source))``, or for a file that cannot be decoded the string
+    ``"<description> (<error type>)"``: training and packing skip and report it, never stop."""
+    try:
+        return resize_crop(decode_photo(source), size, rng)
+    except Exception as exc:
+        return f"{description} ({type(exc).__name__})"
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> ``(3, H, W)`` float32 in [0, 1]."""
     array = np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -67,11 +67,10 @@ def check_group_choices(argv: list[str]) -> None:
 
 @contextmanager
 def _hydra(config_name: str) -> Iterator[Any]:
-    """Hydra initialized on ``CONFIG_DIR`` with the schemas registered; yields its ``Hydra`` object."""
+    """Hydra initialized on ``CONFIG_DIR`` (schemas registered); yields its ``Hydra`` object."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    schema.register()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), job_name=config_name, version_base="1.3"):
         yield GlobalHydra.instance().hydra
 
@@ -148,13 +147,16 @@ def launch(
     task: Callable[[DictConfig], Any],
     run_dir: Callable[[DictConfig, list[str]], Path | None] | None = None,
     argv: list[str] | None = None,
+    config_schema: type | None = None,
 ) -> Any:
     """Run ``task`` on the validated ``configs/<config_name>.yaml`` + command line; returns its result.
 
     ``run_dir(cfg, overrides)`` may name an existing folder for this run (``train.py``'s resume).
+    ``config_schema``: the schema of a command that declares its own (``schema/<config_name>``).
     ``FastStyleError`` anywhere, from a typo to the task itself, ends as one line and exit status 2.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    schema.register({config_name: config_schema} if config_schema else None)
     try:
         check_group_choices(argv)
         if {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")} & _HYDRA_FLAGS:
@@ -195,7 +197,6 @@ def _hydra_main(config_name: str, task: Callable[[DictConfig], Any], argv: list[
     """Hydra's own command line (help, --cfg, sweeps); every job validates its config first."""
     import hydra
 
-    schema.register()
     sys.argv[1:] = [*argv, f"hydra.job.name={config_name}"]
 
     def job(cfg: DictConfig) -> Any:

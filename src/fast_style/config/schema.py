@@ -74,8 +74,6 @@ STYLIZE_PRECISIONS |= {"fp16": "fp16", "16": "fp16", "float16": "fp16"}
 DATA_SOURCES = ("hub", "folder", "packed")
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 RESUME_VALUES = ("true", "false", "auto")
-INFERENCE_BACKENDS = ("eager32", "eager32_cl", "autocast_bf16_cl", "bf16", "fp16", "torchscript")
-INFERENCE_BACKENDS += ("torchscript_bf16", "onnx", "compile_bf16")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -312,7 +310,7 @@ class TrainConfig:
             node.fail("loss.style_layer_weights", weights, f"a list of {len(layers)} numbers, one per {layers}")
 
 
-# -- stylize.py and the scripts ----------------------------------------------------------------
+# -- stylize.py and the scripts (the benchmarks declare theirs in scripts/) ----------------------
 @dataclass
 class StylizeConfig:
     """``python stylize.py ckpt=MODEL input=PHOTO_FOLDER_OR_VIDEO output=FILE_OR_FOLDER``."""
@@ -366,63 +364,21 @@ class ContactSheetConfig:
     out: str | None = None  # default: <folder>/contact_sheet.png for one folder, else ./contact_sheet.png
 
 
-@dataclass
-class BenchmarkConfig:
-    """``python scripts/benchmark.py``: the training step vs a plain fp32 loop."""
-
-    size: int = setting(256, **at_least(32))
-    batch: int = setting(4, **at_least(1))
-    precision: str = choice("bf16-mixed", TRAINER_PRECISIONS)
-    compile: bool = False  # torch.compile the nets (the project's step only)
-    channels_last: bool = True
-    fast_kernels: bool | None = None
-    device: str = device_setting()
-    warmup: int = setting(3, **at_least(0))
-    window: int = setting(4, **at_least(1))  # steps per timed window
-    windows: int = setting(5, **at_least(1))
-    reference: bool = True  # also time the pytorch/examples fp32 loop
-    loader: str | None = existing(None, "folder", "pass a folder written by scripts/prepare_data.py")
-    workers: int = setting(2, **at_least(0))
-    loader_images: int = setting(20000, **at_least(1))
-
-
-@dataclass
-class BenchmarkInferenceConfig:
-    """``python scripts/benchmark_inference.py``: one stylizer across backends and precisions."""
-
-    ckpt: str | None = existing(None, "file", "pass a .ckpt written by train.py (or leave ckpt out)")
-    device: str = device_setting()
-    size: str = setting("1024x680", "WIDTHxHEIGHT, e.g. 1024x680", lambda v: bool(re.fullmatch(r"\d+x\d+", v)))
-    batch: int = setting(1, **at_least(1))
-    windows: int = setting(5, **at_least(1))
-    iters: int = setting(3, **at_least(1))
-    warmup: int = setting(2, **at_least(0))
-    backends: list[str] = setting(
-        allowed=f"of {', '.join(INFERENCE_BACKENDS)}",
-        check=lambda v: all(b in INFERENCE_BACKENDS for b in v),
-        factory=lambda: list(INFERENCE_BACKENDS[:-1]),
-    )
-    compile: bool = False  # adds compile_bf16
-    fast_kernels: bool | None = None
-
-
 SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "stylize": StylizeConfig,
     "export": ExportConfig,
     "prepare_data": PrepareDataConfig,
     "contact_sheet": ContactSheetConfig,
-    "benchmark": BenchmarkConfig,
-    "benchmark_inference": BenchmarkInferenceConfig,
 }
 DATA_SCHEMAS: dict[str, type] = {"hub": HubData, "folder": FolderData, "packed": PackedData}
 
 
-def register() -> None:
-    """Put the schemas into Hydra's ConfigStore (``schema/<command>``, ``schema/data/<source>``) and
-    register the ``style_stem`` resolver; idempotent."""
+def register(extra: dict[str, type] | None = None) -> None:
+    """Put the schemas (and a script's ``extra`` ones) into Hydra's ConfigStore (``schema/<command>``,
+    ``schema/data/<source>``) and register the ``style_stem`` resolver; idempotent."""
     store = ConfigStore.instance()
-    for name, node in SCHEMAS.items():
+    for name, node in {**SCHEMAS, **(extra or {})}.items():
         store.store(group="schema", name=name, node=node)
     for name, node in DATA_SCHEMAS.items():
         store.store(group="schema/data", name=name, node=node)

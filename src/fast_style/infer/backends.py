@@ -132,21 +132,21 @@ class SafetensorsBackend(Backend):
 class TorchScriptBackend(Backend):
     kind = "torchscript"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, fast_kernels: bool | None = None) -> None:
-        super().__init__(path, device, dtype, fast_kernels=fast_kernels)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         extra = {f"{INFO_KEY}.json": ""}
         try:
             with warnings.catch_warnings():  # "torch.jit is deprecated": still the portable format
                 warnings.simplefilter("ignore", FutureWarning)
-                self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
+                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra).eval()
         except Exception as exc:
             raise FastStyleError(
-                f"cannot load TorchScript file {path} ({type(exc).__name__}): it is damaged or not TorchScript; "
+                f"cannot load TorchScript file {self.path} ({type(exc).__name__}): it is damaged or not TorchScript; "
                 "re-export it with scripts/export.py"
             ) from exc
         self.info = json.loads(extra[f"{INFO_KEY}.json"] or "{}")
-        if dtype != torch.float32:
-            self.module = for_reduced_precision(self.module, dtype)
+        if self.dtype != torch.float32:
+            self.module = for_reduced_precision(self.module, self.dtype)
 
     def _load_eager(self) -> Stylizer:
         state = {k: v.float().cpu() for k, v in self.module.state_dict().items()}
@@ -159,13 +159,14 @@ class TorchScriptBackend(Backend):
 class OnnxBackend(Backend):
     kind = "onnx"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, fast_kernels: bool | None = None) -> None:
-        super().__init__(path, device, dtype, fast_kernels=fast_kernels)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        path, device = self.path, self.device
         import onnxruntime as ort
 
-        if dtype != torch.float32:
+        if self.dtype != torch.float32:
             raise FastStyleError(
-                f"precision={dtype} applies to .ckpt and TorchScript models; {path.name} runs in float32: drop precision="
+                f"precision={self.dtype} applies to .ckpt and TorchScript models; {path.name} runs in float32: drop precision="
             )
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
@@ -199,6 +200,10 @@ class OnnxBackend(Backend):
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
+BACKENDS = {"checkpoint": Backend, "safetensors": SafetensorsBackend, "torchscript": TorchScriptBackend}
+BACKENDS["onnx"] = OnnxBackend
+
+
 def load_backend(
     path: str | Path,
     device: torch.device | str = "cpu",
@@ -206,16 +211,12 @@ def load_backend(
     compile: bool = False,
     fast_kernels: bool | None = None,
 ) -> Backend:
-    """Open a stylizer file; the runtime follows the suffix (``.ckpt``, ``.onnx``, ``.pt``/``.ts``,
-    ``.safetensors``), or the content when the suffix says nothing. ``precision``: 32, bf16 or fp16
-    (or a spelling ``STYLIZE_PRECISIONS`` knows). ``compile`` applies ``torch.compile`` to
-    ``.ckpt``/``.safetensors`` models (a one-off ~20 s that pays for itself on folders and videos).
-    One-line ``FastStyleError`` for missing, damaged or unknown files."""
+    """Open an existing stylizer file; the runtime follows the suffix (``.ckpt``, ``.onnx``,
+    ``.pt``/``.ts``, ``.safetensors``), or the content when the suffix says nothing. ``precision``:
+    32, bf16 or fp16 (or a spelling ``STYLIZE_PRECISIONS`` knows). ``compile`` applies
+    ``torch.compile`` to ``.ckpt``/``.safetensors`` models (a one-off ~20 s that pays for itself on
+    folders and videos). One-line ``FastStyleError`` for damaged or unknown files."""
     path = Path(path).expanduser()
-    device = torch.device(device)
-    dtype = DTYPES[STYLIZE_PRECISIONS[str(precision).lower()]]
-    if not path.is_file():
-        raise FastStyleError(f"model file {path} does not exist: pass ckpt=<a .ckpt, .onnx, .pt or .safetensors file>")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind in (None, "checkpoint"):
         kind = CONTENT_KINDS.get(file_kind(path))
@@ -226,8 +227,8 @@ def load_backend(
         )
     if compile and kind not in ("checkpoint", "safetensors"):
         raise FastStyleError(f"compile=true applies to .ckpt and .safetensors models, not {path.name}: drop compile=")
+    dtype = DTYPES[STYLIZE_PRECISIONS[str(precision).lower()]]
+    backend = BACKENDS[kind](path, torch.device(device), dtype, compile, fast_kernels)
     if kind in ("checkpoint", "safetensors"):
-        backend = (Backend if kind == "checkpoint" else SafetensorsBackend)(path, device, dtype, compile, fast_kernels)
         backend.eager()  # load now: a damaged file fails before any output is written
-        return backend
-    return {"onnx": OnnxBackend, "torchscript": TorchScriptBackend}[kind](path, device, dtype, fast_kernels)
+    return backend

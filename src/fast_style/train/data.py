@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
-from fast_style.images import decode_photo, list_images, resize_crop
+from fast_style.images import crop_or_reason, list_images
 from fast_style.train.packed import PackedPhotos
 
 
 class FolderPhotos(Dataset):
-    """Map-style dataset over image files; ``None`` for a file that cannot be decoded."""
+    """Map-style dataset over image files; a description string for a file that cannot be decoded."""
 
     def __init__(self, files: list[Path], image_size: int, random_crop: bool = True) -> None:
         self.files, self.image_size, self.random_crop = files, image_size, random_crop
@@ -33,14 +33,10 @@ class FolderPhotos(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor | str:
-        path = self.files[index]
-        try:
-            # Crops draw from the global stream, which seed_everything seeds per worker and
-            # checkpointing.RNGState restores on resume: runs are repeatable, resumes do not replay.
-            rng = random.Random(random.getrandbits(64)) if self.random_crop else None
-            return resize_crop(decode_photo(path), self.image_size, rng)
-        except Exception as exc:  # broken file: report it, keep training
-            return f"{path} ({type(exc).__name__})"
+        # Crops draw from the global stream, which seed_everything seeds per worker and
+        # callbacks.RNGState restores on resume: runs are repeatable, resumes do not replay.
+        rng = random.Random(random.getrandbits(64)) if self.random_crop else None
+        return crop_or_reason(self.files[index], self.image_size, rng, str(self.files[index]))
 
 
 class StreamedPhotos(IterableDataset):
@@ -59,10 +55,7 @@ class StreamedPhotos(IterableDataset):
         worker = get_worker_info()
         rng = random.Random(hash((self.seed, self.epoch, worker.id if worker else -1)))
         for index, example in enumerate(self.hf_dataset):
-            try:
-                yield resize_crop(decode_photo(example[self.image_column]), self.image_size, rng)
-            except Exception as exc:
-                yield f"example {index} of the stream ({type(exc).__name__})"
+            yield crop_or_reason(example[self.image_column], self.image_size, rng, f"example {index} of the stream")
 
 
 def collate_photos(items: list[torch.Tensor | str] | torch.Tensor) -> dict[str, Any]:
@@ -225,7 +218,7 @@ class PhotoDataModule(pl.LightningDataModule):
         else:
             hf = self._hub_dataset()
             candidates = (
-                _decode_or_none(example[self.image_column], self.image_size) for example in hf.take(4 * count)
+                crop_or_reason(example[self.image_column], self.image_size, None, "") for example in hf.take(4 * count)
             )
         images = []
         for item in candidates:
@@ -236,13 +229,6 @@ class PhotoDataModule(pl.LightningDataModule):
         return torch.stack(images) if images else torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
 
 
-def _decode_or_none(source: Any, size: int) -> torch.Tensor | None:
-    try:
-        return resize_crop(decode_photo(source), size, None)
-    except Exception:
-        return None
-
-
 class _MapHFPhotos(Dataset):
     def __init__(self, hf_dataset, image_column: str, image_size: int) -> None:
         self.hf_dataset, self.image_column, self.image_size = hf_dataset, image_column, image_size
@@ -251,9 +237,5 @@ class _MapHFPhotos(Dataset):
         return len(self.hf_dataset)
 
     def __getitem__(self, index: int) -> torch.Tensor | str:
-        try:
-            return resize_crop(
-                decode_photo(self.hf_dataset[index][self.image_column]), self.image_size, random.Random()
-            )
-        except Exception as exc:
-            return f"example {index} ({type(exc).__name__})"
+        image = self.hf_dataset[index][self.image_column]
+        return crop_or_reason(image, self.image_size, random.Random(), f"example {index}")

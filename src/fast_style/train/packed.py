@@ -20,17 +20,15 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fast_style.errors import FastStyleError
-from fast_style.images import decode_photo, resize_crop
+from fast_style.images import crop_or_reason
 
 INFO_FILE = "fast_style_packed.json"
 
 
 def _pack_one(args) -> tuple[bytes | None, str]:
     source, description, size = args
-    try:
-        return resize_crop(decode_photo(source), size, None).numpy().tobytes(), description
-    except Exception as exc:
-        return None, f"{description} ({type(exc).__name__})"
+    crop = crop_or_reason(source, size, None, description)
+    return (None, crop) if isinstance(crop, str) else (crop.numpy().tobytes(), description)
 
 
 def pack_photos(
