@@ -102,8 +102,10 @@ def test_loss_keys_of_the_schema(photos_dir, tmp_path):
     cfg = validate(compose_train([*base, "loss.style_layer_weights=[1,0.5,0.5,2]"], tmp_path))
     assert cfg.loss.style_layer_weights == [1.0, 0.5, 0.5, 2.0] and cfg.loss.pixel_weight == 0
     assert cfg.style.style_weight_factor == 1.0
-    with pytest.raises(FastStyleError, match=r"loss.style_layer_weights=\[1.0, 2.0\].*4 numbers"):
+    with pytest.raises(FastStyleError, match=r"loss.style_layer_weights=\[1.0, 2.0\].*4 numbers >= 0"):
         validate(compose_train([*base, "loss.style_layer_weights=[1,2]"], tmp_path))
+    with pytest.raises(FastStyleError, match="not all 0"):
+        validate(compose_train([*base, "loss.style_layer_weights=[0,0,0,0]"], tmp_path))
     with pytest.raises(FastStyleError, match="loss.pixel_weight=-1.0 is not allowed: use a number >= 0"):
         validate(compose_train([*base, "loss.pixel_weight=-1"], tmp_path))
     with pytest.raises(FastStyleError, match="style.style_weight_factor=0.0 is not allowed"):

@@ -119,7 +119,7 @@ class StyleConfig:
     sha256: str | None = setting(None, "64 lowercase hex digits or null", lambda v: bool(_SHA256.fullmatch(v)))
     image: str | None = existing(None, "file", "fix style.image or pick a built-in style, e.g. style=starry_night")
     size: int | None = setting(512, ">= 32 or null (keep the painting's size)", lambda v: v >= 32)
-    style_weight_factor: float = setting(1.0, "> 0 (multiplies loss.style_weight for this style)", _positive)
+    style_weight_factor: float = setting(1.0, "> 0 (multiplies loss.style_weight)", _positive)
 
     @staticmethod
     def cross_check(node: Node) -> None:
@@ -172,12 +172,10 @@ class LossConfig:
     content_weight: float = setting(1.0e5, **at_least(0))
     style_weight: float = setting(1.0e10, "> 0 (the style term is what training optimizes)", _positive)
     tv_weight: float = setting(0.0, **at_least(0))
-    pixel_weight: float = setting(0.0, **at_least(0))
+    pixel_weight: float = setting(0.0, **at_least(0, " (0: no pixel-space content term)"))
     normalize: bool = False  # true: scale-free relative errors (weights carry over between VGG files)
-    # Weight of each perceptual.style_layers entry; null: 1 for every layer.
-    style_layer_weights: list[float] | None = setting(
-        None, "of numbers >= 0, one per perceptual.style_layers, or null (all 1)", lambda v: min(v, default=0) >= 0
-    )
+    # Weight of each perceptual.style_layers entry; null: 1 for every layer (see TrainConfig.cross_check).
+    style_layer_weights: list[float] | None = None
 
 
 @dataclass
@@ -306,8 +304,12 @@ class TrainConfig:
     def cross_check(node: Node) -> None:
         weights = node.get("loss.style_layer_weights")
         layers = node.get("perceptual.style_layers")
-        if weights is not None and len(weights) != len(layers):
-            node.fail("loss.style_layer_weights", weights, f"a list of {len(layers)} numbers, one per {layers}")
+        if weights is not None and (len(weights) != len(layers) or min(weights) < 0 or not any(weights)):
+            node.fail(
+                "loss.style_layer_weights",
+                weights,
+                f"null or {len(layers)} numbers >= 0 (not all 0), one per perceptual.style_layers {layers}",
+            )
 
 
 # -- stylize.py and the scripts (the benchmarks declare theirs in scripts/) ----------------------
