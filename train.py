@@ -1,25 +1,17 @@
 """Train a fast style network: ``python train.py style=starry_night`` (see README for overrides)."""
 
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from fast_style.cli import preflight, register_resolvers, run_guarded
-from fast_style.validation import validate_train_config
+from fast_style.config.cli import launch
+from fast_style.train.resume import run_dir_to_resume
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> float:
-    from fast_style.training import train  # torch + Lightning: imported only once the config is known good
+def main(cfg) -> float:
+    from fast_style.train.training import train  # torch + Lightning: imported once the config is known good
 
     # The returned loss lets Hydra sweeper plugins (Optuna, Ax) optimize over runs.
-    return run_guarded(train, cfg)
+    return train(cfg)
 
 
 if __name__ == "__main__":
-    register_resolvers()
-    # Unknown keys, wrong types, bad values and resume=true lookups are settled here, in a fraction
-    # of a second and as one line, before Hydra and PyTorch start.
-    sys.argv[1:] = preflight(sys.argv[1:], "train", validate_train_config, resume_runs=True)
-    main()
+    # Composed once and checked (unknown keys, types, values, the run folder resume=true continues)
+    # in a fraction of a second, before PyTorch is imported; every mistake is one line.
+    launch("train", main, run_dir=run_dir_to_resume)

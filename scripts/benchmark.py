@@ -1,8 +1,8 @@
 """Training throughput: the project's real training step vs a plain fp32 eager PyTorch loop.
 
     python scripts/benchmark.py                          # 256x256, batch 4, bf16-mixed, this machine
-    python scripts/benchmark.py --batch 16 --precision bf16-mixed --compile --device cuda
-    python scripts/benchmark.py --loader /data/coco256 --workers 2   # packed-data loader only
+    python scripts/benchmark.py batch=16 precision=bf16-mixed compile=true device=cuda
+    python scripts/benchmark.py loader=/data/coco256 workers=2   # packed-data loader only
 
 "project" runs StyleTransferModule through a Lightning Trainer (precision plugin, channels_last,
 optimizer step, logging: everything ``train.py`` runs except data decoding, which is replaced by
@@ -13,25 +13,40 @@ several timed windows after a warm-up. Weights are random: speed does not depend
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import platform
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
+from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without install
-
-from fast_style.networks import TransformerNet  # noqa: E402
-from fast_style.perceptual import IMAGENET_MEAN, IMAGENET_STD, PerceptualLoss, load_vgg_features  # noqa: E402
+from fast_style.config.cli import launch
+from fast_style.config.schema import TRAINER_PRECISIONS, at_least, choice, device_setting, existing, setting
 
 
-def sync(device: torch.device) -> None:
+@dataclass
+class BenchmarkConfig:
+    """``python scripts/benchmark.py``: the training step vs a plain fp32 loop."""
+
+    size: int = setting(256, **at_least(32))
+    batch: int = setting(4, **at_least(1))
+    precision: str = choice("bf16-mixed", TRAINER_PRECISIONS)
+    compile: bool = False  # torch.compile the nets (the project's step only)
+    channels_last: bool = True
+    fast_kernels: bool | None = None
+    device: str = device_setting()
+    warmup: int = setting(3, **at_least(0))
+    window: int = setting(4, **at_least(1))  # steps per timed window
+    windows: int = setting(5, **at_least(1))
+    reference: bool = True  # also time the pytorch/examples fp32 loop
+    loader: str | None = existing(None, "folder", "pass a folder written by scripts/prepare_data.py")
+    workers: int = setting(2, **at_least(0))
+    loader_images: int = setting(20000, **at_least(1))
+
+
+def sync(device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -53,6 +68,12 @@ def windows_throughput(step, device, batch: int, warmup: int, window: int, windo
 
 # -- the reference: pytorch/examples fast_neural_style, fp32 eager ------------------------------
 def reference_rates(args, device) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+
+    from fast_style.model.networks import TransformerNet
+    from fast_style.model.perceptual import IMAGENET_MEAN, IMAGENET_STD, load_vgg_features
+
     net = TransformerNet().to(device)
     vgg = load_vgg_features("vgg16", "random")[:23].to(device).eval().requires_grad_(False)  # up to relu4_3
     taps = {3: "relu1_2", 8: "relu2_2", 15: "relu3_3", 22: "relu4_3"}
@@ -92,21 +113,25 @@ def reference_rates(args, device) -> list[float]:
 
 # -- the project: StyleTransferModule under a Lightning Trainer ---------------------------------
 def project_rates(args, device) -> list[float]:
-    import lightning as L
+    import pytorch_lightning as pl
+    import torch
 
-    from fast_style.allocator import keep_freed_memory
-    from fast_style.module import StyleTransferModule
+    from fast_style.model.cpu_kernels import use_fast_kernels
+    from fast_style.model.networks import TransformerNet
+    from fast_style.model.perceptual import PerceptualLoss
+    from fast_style.train.allocator import keep_freed_memory
+    from fast_style.train.module import StyleTransferModule
 
     keep_freed_memory()  # as train.py does; process-wide, hence the reference runs first
 
-    net = TransformerNet()
+    net = use_fast_kernels(TransformerNet(), args.fast_kernels)
     loss = PerceptualLoss(torch.rand(1, 3, args.size, args.size), weights="random")
-    module = StyleTransferModule(net, loss, channels_last=not args.no_channels_last, compile=args.compile)
+    module = StyleTransferModule(net, loss, channels_last=args.channels_last, compile=args.compile)
     data = torch.randint(0, 256, (8, args.batch, 3, args.size, args.size), dtype=torch.uint8)
     total_steps = args.warmup + args.window * args.windows
     batches = [{"images": data[i % 8], "skipped": []} for i in range(total_steps)]
 
-    class Timer(L.Callback):
+    class Timer(pl.Callback):
         def __init__(self):
             self.marks = []
 
@@ -115,7 +140,7 @@ def project_rates(args, device) -> list[float]:
             self.marks.append(time.perf_counter())
 
     timer = Timer()
-    trainer = L.Trainer(
+    trainer = pl.Trainer(
         accelerator=device.type,
         devices=1,
         precision=args.precision,
@@ -135,7 +160,7 @@ def project_rates(args, device) -> list[float]:
 
 
 def loader_rate(args) -> None:
-    from fast_style.data import PhotoDataModule
+    from fast_style.train.data import PhotoDataModule
 
     dm = PhotoDataModule(
         source="packed", path=args.loader, image_size=args.size, batch_size=args.batch, num_workers=args.workers
@@ -156,50 +181,36 @@ def loader_rate(args) -> None:
     )
 
 
-def describe(device: torch.device) -> str:
+def describe(device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--precision", default="bf16-mixed", help="bf16-mixed | 16-mixed | 32")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the nets (project only)")
-    parser.add_argument("--no-channels-last", action="store_true")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--window", type=int, default=4, help="steps per timed window")
-    parser.add_argument("--windows", type=int, default=5)
-    parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--loader", help="packed dataset folder: measure the data loader only")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--loader-images", type=int, default=20000)
-    args = parser.parse_args()
+def main(args) -> None:
+    """``args``: a validated ``configs/benchmark.yaml`` (``BenchmarkConfig``)."""
+    import torch
+
+    from fast_style.infer.stylizer import resolve_device
+
     warnings.filterwarnings("ignore")
     if args.loader:
         return loader_rate(args)
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     print(f"device: {describe(device)}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch}")
-    if not args.skip_reference:  # first: the project's allocator setting is process-wide
+    if args.reference:  # first: the project's allocator setting is process-wide
         reference = statistics.median(reference_rates(args, device))
         print(f"reference (fp32 eager, pytorch/examples loop): {reference:8.2f} img/s", flush=True)
     project = statistics.median(project_rates(args, device))
-    label = (
-        f"{args.precision}{', channels_last' if not args.no_channels_last else ''}{', compile' if args.compile else ''}"
-    )
+    label = f"{args.precision}{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}"
     print(f"project   ({label}): {project:8.2f} img/s")
-    if not args.skip_reference:
+    if args.reference:
         print(f"ratio: {project / reference:.2f}x")
 
 
 if __name__ == "__main__":
-    main()
+    launch("benchmark", main, config_schema=BenchmarkConfig)

@@ -1,8 +1,8 @@
 """Inference speed of one stylizer across backends and precisions, on the same machine.
 
     python scripts/benchmark_inference.py [ckpt=final.ckpt] [device=auto] [size=1024x680] [batch=1]
-        [windows=5] [iters=3] [warmup=2] [backends=eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,
-        torchscript_bf16,onnx] [compile=false]
+        [windows=5] [iters=3] [warmup=2] [backends=[eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,
+        torchscript_bf16,onnx]] [compile=false] [fast_kernels=false]
 
 The reference is eager fp32 PyTorch (NCHW). Every other row is timed the same way: ``warmup`` runs,
 then ``windows`` windows of ``iters`` runs; the median window gives ms per image. Each row also
@@ -14,44 +14,48 @@ depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080
 
 from __future__ import annotations
 
+import re
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from fast_style.backends import load_backend
-from fast_style.cli import run_guarded
+from fast_style.config.cli import launch
+from fast_style.config.schema import at_least, device_setting, existing, setting
 from fast_style.errors import FastStyleError
-from fast_style.export import export_stylizer
-from fast_style.inference import Stylizer, load_stylizer, resolve_device
-from fast_style.networks import TransformerNet
+from fast_style.infer.backends import load_backend
+from fast_style.infer.export import export_stylizer
+from fast_style.infer.stylizer import Stylizer, load_stylizer, resolve_device
+from fast_style.model.cpu_kernels import use_fast_kernels
+from fast_style.model.networks import TransformerNet
 
-DEFAULTS = {
-    "ckpt": None,
-    "device": "auto",
-    "size": "1024x680",
-    "batch": "1",
-    "windows": "5",
-    "iters": "3",
-    "warmup": "2",
-    "backends": "eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,torchscript_bf16,onnx",
-    "compile": "false",
-}
+BACKENDS = ("eager32", "eager32_cl", "autocast_bf16_cl", "bf16", "fp16", "torchscript", "torchscript_bf16", "onnx")
+BACKENDS += ("compile_bf16",)
 
 
-def parse_args(argv: list[str]) -> dict[str, str | None]:
-    args = dict(DEFAULTS)
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise FastStyleError(f"unknown argument {item!r}: use key=value with keys {', '.join(DEFAULTS)}")
-        args[key] = value
-    return args
+@dataclass
+class BenchmarkInferenceConfig:
+    """``python scripts/benchmark_inference.py``: one stylizer across backends and precisions."""
+
+    ckpt: str | None = existing(None, "file", "pass a .ckpt written by train.py (or leave ckpt out)")
+    device: str = device_setting()
+    size: str = setting("1024x680", "WIDTHxHEIGHT, e.g. 1024x680", lambda v: bool(re.fullmatch(r"\d+x\d+", v)))
+    batch: int = setting(1, **at_least(1))
+    windows: int = setting(5, **at_least(1))
+    iters: int = setting(3, **at_least(1))
+    warmup: int = setting(2, **at_least(0))
+    backends: list[str] = setting(
+        allowed=f"of {', '.join(BACKENDS)}",
+        check=lambda v: all(b in BACKENDS for b in v),
+        factory=lambda: list(BACKENDS[:-1]),
+    )
+    compile: bool = False  # adds compile_bf16
+    fast_kernels: bool | None = None
 
 
 def runner(module: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, channels_last: bool):
@@ -90,16 +94,14 @@ def time_it(run: Callable, batch: torch.Tensor, device: torch.device, warmup: in
     return statistics.median(per_image)
 
 
-def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
-    device = resolve_device(str(args["device"]))
-    try:
-        width, height = (int(v) for v in str(args["size"]).lower().split("x"))
-        batch_size, windows, iters, warmup = (int(args[k]) for k in ("batch", "windows", "iters", "warmup"))
-    except ValueError as exc:
-        raise FastStyleError(f"bad number in {args}: size=WxH, batch/windows/iters/warmup integers") from exc
-    stylizer = load_stylizer(args["ckpt"]) if args["ckpt"] else Stylizer(TransformerNet()).eval()
-    stylizer = stylizer.requires_grad_(False)
-    wanted = [b for b in str(args["backends"]).split(",") if b]
+def benchmark(args) -> list[tuple[str, float, float]]:
+    """``args``: a validated ``configs/benchmark_inference.yaml`` (``BenchmarkInferenceConfig``)."""
+    device = resolve_device(args.device)
+    width, height = (int(v) for v in args.size.split("x"))
+    batch_size, windows, iters, warmup = args.batch, args.windows, args.iters, args.warmup
+    stylizer = load_stylizer(args.ckpt) if args.ckpt else Stylizer(TransformerNet()).eval()
+    stylizer = use_fast_kernels(stylizer.requires_grad_(False), args.fast_kernels)
+    wanted = list(args.backends)
     cuda = device.type == "cuda"
     batch = torch.rand(batch_size, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}")
@@ -119,11 +121,13 @@ def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
 
     def backend(fmt: str, precision: str) -> Callable:
         """Exactly what ``stylize.py ckpt=<fmt file> precision=<precision>`` runs (untiled)."""
-        loaded = load_backend(exported_file(fmt), device, precision)
+        loaded = load_backend(exported_file(fmt), device, precision, fast_kernels=args.fast_kernels)
         return lambda b: loaded(b.cpu())  # backends take and return host tensors
 
     def compiled_bf16() -> Callable:
-        loaded = load_backend(exported_file("safetensors"), device, "bf16", compile=True)
+        loaded = load_backend(
+            exported_file("safetensors"), device, "bf16", compile=True, fast_kernels=args.fast_kernels
+        )
         return lambda b: loaded(b.cpu())
 
     candidates: dict[str, Callable[[], Callable]] = {
@@ -137,13 +141,10 @@ def benchmark(args: dict[str, str | None]) -> list[tuple[str, float, float]]:
         "onnx": lambda: backend("onnx", "32"),
         "compile_bf16": compiled_bf16,
     }
-    if str(args["compile"]).lower() == "true":
+    if args.compile and "compile_bf16" not in wanted:
         wanted.append("compile_bf16")
     if not cuda and "fp16" in wanted:
         wanted.remove("fp16")  # CPUs without fp16 units emulate it: not a deployment option
-    unknown = [b for b in wanted if b not in candidates]
-    if unknown:
-        raise FastStyleError(f"unknown backend {unknown[0]!r}: choose from {', '.join(candidates)}")
     reference_out = candidates["eager32"]()(batch).float().cpu()
     reference = time_it(candidates["eager32"](), batch, device, warmup, windows, iters)
     rows = [("eager32", reference, 0.0)]
@@ -179,4 +180,4 @@ def device_name(device: torch.device) -> str:
 
 
 if __name__ == "__main__":
-    run_guarded(lambda argv: benchmark(parse_args(argv)), sys.argv[1:])
+    launch("benchmark_inference", benchmark, config_schema=BenchmarkInferenceConfig)

@@ -3,7 +3,7 @@
     python scripts/plain_loop.py photos=DIR weights=../shared/weights/vgg16_hed_features.pth \
         style=starry_night steps=1200 size=128 out=plain/final.ckpt
 
-Same TransformerNet, VGG16 taps, Adam 1e-3, bf16 autocast and channels-last as train.py, but the
+Same TransformerNet, VGG16 taps, Adam 1e-3 and channels-last as train.py (``precision=32|bf16``), but the
 published loss and nothing else: content = MSE of relu2_2; style = sum over relu1_2..relu4_3 of the
 *sum* of squared Gram differences (G = F F^T / (C H W)), one style weight; no normalization, no
 per-layer weights. The defaults (content 1, style 3e-4) are the balanced weights for the stand-in
@@ -13,38 +13,44 @@ VGG16 (see its README). It writes a checkpoint that ``stylize.py`` and ``scripts
 from __future__ import annotations
 
 import random
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without install
+from fast_style.checkpoint_format import CHECKPOINT_KEY
+from fast_style.config import CONFIG_DIR
+from fast_style.config.cli import launch
+from fast_style.config.schema import at_least, choice, existing, setting
+from fast_style.files import atomic_write
+from fast_style.images import list_images, load_image
+from fast_style.model.networks import TransformerNet
+from fast_style.model.perceptual import VGGFeatures, gram_matrix
+from fast_style.train.styles import load_style_image
 
-from fast_style.checkpointing import CHECKPOINT_KEY, _torch_save  # noqa: E402
-from fast_style.cli import CONFIG_DIR  # noqa: E402
-from fast_style.images import list_images, load_image  # noqa: E402
-from fast_style.networks import TransformerNet  # noqa: E402
-from fast_style.perceptual import VGGFeatures, gram_matrix  # noqa: E402
-from fast_style.training import load_style_image  # noqa: E402
 
-DEFAULTS = {
-    "photos": "???",
-    "weights": "imagenet",
-    "style": "starry_night",
-    "style_size": 256,
-    "steps": 1200,
-    "size": 128,
-    "batch_size": 4,
-    "lr": 1e-3,
-    "content_weight": 1.0,
-    "style_weight": 3e-4,
-    "precision": "32",
-    "seed": 0,
-    "out": "plain/final.ckpt",
-}
+@dataclass
+class PlainLoopConfig:
+    """``python scripts/plain_loop.py photos=DIR``: the plain recipe, for comparison."""
+
+    photos: str = existing(MISSING, "folder", "pass photos=<a folder of training photos>")
+    weights: str = "imagenet"  # VGG16 weights: imagenet or the path of a torchvision VGG16 .pth
+    style: str = "starry_night"  # a configs/style name
+    style_size: int = setting(256, **at_least(32))
+    steps: int = setting(1200, **at_least(1))
+    size: int = setting(128, ">= 32 that is a multiple of 4", lambda v: v >= 32 and v % 4 == 0)
+    batch_size: int = setting(4, **at_least(1))
+    lr: float = setting(1e-3, "> 0", lambda v: v > 0)
+    content_weight: float = 1.0
+    style_weight: float = 3e-4  # balanced for the stand-in VGG16 (its README)
+    precision: str = choice("32", ("32", "bf16"))
+    seed: int = 0
+    out: str = "plain/final.ckpt"
+
+
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONTENT_LAYER = "relu2_2"
 
@@ -66,8 +72,7 @@ def random_crops(paths: list[Path], size: int, batch: int, rng: random.Random) -
     return torch.stack(out).clamp(0, 1)
 
 
-def main(argv: list[str]) -> Path:
-    cfg = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
+def main(cfg) -> Path:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     paths = list_images(cfg.photos)
@@ -106,11 +111,10 @@ def main(argv: list[str]) -> Path:
         CHECKPOINT_KEY: {"format_version": 1, "model": dict(net.config), "style": cfg.style, "config": config},
     }
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _torch_save(checkpoint, out)
+    atomic_write(out, lambda tmp: torch.save(checkpoint, tmp))
     print(f"final checkpoint: {out}")
     return out
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    launch("plain_loop", main, config_schema=PlainLoopConfig)

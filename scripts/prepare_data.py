@@ -6,23 +6,15 @@ python train.py data=packed data.path=/data/coco256
 """
 
 import itertools
-import sys
-from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without install
-
-from fast_style.cli import check_group_choices, run_guarded  # noqa: E402
-from fast_style.errors import FastStyleError  # noqa: E402
-from fast_style.packed import pack_photos  # noqa: E402
+from fast_style.config.cli import launch
 
 
-def prepare(cfg: DictConfig) -> None:
-    if cfg.size < 32:
-        raise FastStyleError(f"size={cfg.size} is too small: use 32 or more (256 matches the paper)")
+def main(cfg) -> None:
+    from fast_style.train.packed import pack_photos
+
     datamodule = instantiate(cfg.data)
     sources, total = datamodule.iter_sources()
     if cfg.limit:
@@ -35,11 +27,5 @@ def prepare(cfg: DictConfig) -> None:
     )
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="prepare_data")
-def main(cfg: DictConfig) -> None:
-    run_guarded(prepare, cfg)
-
-
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
-    main()
+    launch("prepare_data", main)

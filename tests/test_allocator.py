@@ -7,7 +7,7 @@ import pytest
 SCRIPT = """
 import sys
 import torch
-from fast_style.allocator import keep_freed_memory
+from fast_style.train.allocator import keep_freed_memory
 
 def rss_mib():
     with open("/proc/self/statm") as f:

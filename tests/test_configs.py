@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from fast_style.cli import CONFIG_DIR
-from fast_style.networks import TransformerNet
+from fast_style.config import CONFIG_DIR
+from fast_style.model.networks import TransformerNet
 
 from .conftest import SHARED, compose_train
 

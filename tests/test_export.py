@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fast_style import export as export_module
-from fast_style.backends import load_backend
 from fast_style.errors import FastStyleError
-from fast_style.export import export_checkpoint
-from fast_style.inference import load_stylizer
+from fast_style.infer import export as export_module
+from fast_style.infer.backends import load_backend
+from fast_style.infer.export import export_checkpoint
+from fast_style.infer.stylizer import load_stylizer
 
 from .conftest import assert_one_line_error, run_script
 
@@ -98,8 +98,8 @@ def test_a_failing_export_leaves_no_file(trained_run, tmp_path, monkeypatch):
 def test_a_channels_last_stylizer_exports_and_stays_as_it_was(tmp_path):
     """Training keeps nets channels-last; exporting such a module must neither fail (layout checks
     on symbolic shapes) nor change the caller's module."""
-    from fast_style.inference import Stylizer
-    from fast_style.networks import TransformerNet
+    from fast_style.infer.stylizer import Stylizer
+    from fast_style.model.networks import TransformerNet
 
     stylizer = Stylizer(TransformerNet()).eval().to(memory_format=torch.channels_last)  # (8, 1) exported fine
     written = export_module.export_stylizer(stylizer, tmp_path, "cl", ["onnx", "torchscript"], log=lambda line: None)

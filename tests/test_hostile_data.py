@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_style.data import FolderPhotos, decode_photo, write_skipped_report
-from fast_style.inference import read_checkpoint
-from fast_style.training import train
+from fast_style.checkpoint_format import read_checkpoint
+from fast_style.images import decode_photo
+from fast_style.train.data import FolderPhotos, write_skipped_report
+from fast_style.train.training import train
 
 from .conftest import STYLE_DIR, compose_train, tiny_train_overrides, write_crops
 from .hostile_images import encoded, png_bytes, write_hostile_corpus

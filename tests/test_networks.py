@@ -2,8 +2,18 @@ import pytest
 import torch
 from torch import nn
 
-from fast_style.inference import Stylizer
-from fast_style.networks import TransformerNet, strip_compile_prefix
+from fast_style.checkpoint_format import strip_compile_prefix
+from fast_style.infer.stylizer import Stylizer
+from fast_style.model import cpu_kernels
+from fast_style.model.cpu_kernels import (
+    FastInstanceNorm2d,
+    FastReflectionPad2d,
+    FewOutputsConv2d,
+    _ChannelsLastInstanceNorm,
+    _phase_conv,
+    use_fast_kernels,
+)
+from fast_style.model.networks import TransformerNet
 
 VARIANTS = [
     dict(channels=8, residual_blocks=1),
@@ -67,10 +77,8 @@ def test_strip_compile_prefix_restores_plain_keys():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 def test_instance_norm_matches_torch_and_keeps_the_layout(memory_format, dtype):
-    from fast_style.networks import InstanceNorm2d
-
     torch.manual_seed(0)
-    ours, reference = InstanceNorm2d(6), nn.InstanceNorm2d(6, affine=True)
+    ours, reference = FastInstanceNorm2d(6, affine=True), nn.InstanceNorm2d(6, affine=True)
     with torch.no_grad():
         for norm in (ours, reference):
             norm.weight.copy_(torch.linspace(0.5, 2.0, 6))
@@ -94,8 +102,6 @@ def test_instance_norm_matches_torch_and_keeps_the_layout(memory_format, dtype):
 @pytest.mark.parametrize("size", [(24, 30), (10, 12), (40, 18)])
 def test_phase_split_convolution_equals_the_plain_convolution(size):
     """The 2x2 phase form computes the same conv and gradients (fp32, so to rounding)."""
-    from fast_style.networks import _phase_conv
-
     torch.manual_seed(0)
     weight, bias = torch.randn(3, 6, 9, 9, requires_grad=True), torch.randn(3, requires_grad=True)
     x = torch.randn(2, 6, *size)
@@ -117,12 +123,10 @@ def test_phase_split_convolution_equals_the_plain_convolution(size):
 
 
 def test_few_outputs_conv_takes_the_phase_path_under_cpu_autocast(monkeypatch):
-    import fast_style.networks as networks
-
     calls = []
-    original = networks._phase_conv
-    monkeypatch.setattr(networks, "_phase_conv", lambda *args: calls.append(1) or original(*args))
-    conv = networks.FewOutputsConv2d(8, 3, 9)
+    original = cpu_kernels._phase_conv
+    monkeypatch.setattr(cpu_kernels, "_phase_conv", lambda *args: calls.append(1) or original(*args))
+    conv = FewOutputsConv2d(8, 3, 9)
     x = torch.rand(2, 8, 20, 22).contiguous(memory_format=torch.channels_last)
     plain = conv(x)  # fp32 without autocast: PyTorch's own kernel
     assert not calls
@@ -132,17 +136,67 @@ def test_few_outputs_conv_takes_the_phase_path_under_cpu_autocast(monkeypatch):
     torch.testing.assert_close(fast.float(), plain, rtol=3e-2, atol=3e-2)
 
 
-def test_network_output_layer_uses_the_few_outputs_conv_with_plain_state_dict_keys():
-    from fast_style.networks import FewOutputsConv2d
-
+def test_fast_kernels_swap_in_and_out_with_plain_state_dict_keys():
     net = TransformerNet(8, 1)
-    assert isinstance(net.decoder[-1][1], FewOutputsConv2d)
-    assert "decoder.2.1.weight" in net.state_dict() and "decoder.2.1.bias" in net.state_dict()
+    keys = list(net.state_dict())
+    assert type(net.decoder[-1][1]) is nn.Conv2d and type(net.encoder[0][2]) is nn.InstanceNorm2d  # plain
+    use_fast_kernels(net, True)
+    assert isinstance(net.decoder[-1][1], FewOutputsConv2d)  # the 3-channel output layer
+    assert isinstance(net.encoder[0][0], FastReflectionPad2d) and isinstance(net.encoder[0][2], FastInstanceNorm2d)
+    assert type(net.encoder[0][1]) is nn.Conv2d  # 32 outputs: the plain convolution is as fast
+    assert list(net.state_dict()) == keys and "decoder.2.1.weight" in keys and "decoder.2.1.bias" in keys
+    use_fast_kernels(net, False)
+    assert not any(type(m).__module__ == cpu_kernels.__name__ for m in net.modules())
+
+
+def test_fast_kernels_switch_follows_the_setting_then_the_environment(monkeypatch):
+    monkeypatch.delenv(cpu_kernels.ENV_VAR, raising=False)
+    assert cpu_kernels.enabled() and not cpu_kernels.enabled(False)
+    for off in ("0", "false", "OFF"):
+        monkeypatch.setenv(cpu_kernels.ENV_VAR, off)
+        assert not cpu_kernels.enabled() and cpu_kernels.enabled(True)
+        assert type(use_fast_kernels(TransformerNet(8, 1)).decoder[-1][1]) is nn.Conv2d
+
+
+def _output_and_gradients(net: nn.Module, x: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    net.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        y = net(x)
+    y.float().square().mean().backward()
+    return y.detach().float(), torch.cat([p.grad.flatten() for p in net.parameters()])
+
+
+@pytest.mark.parametrize("private_ops", [True, False])
+def test_fast_and_plain_networks_agree(monkeypatch, private_ops):
+    """The whole net, channels-last on the CPU, forward and every gradient: in fp32 the fast layers
+    compute what the plain ones do; in bf16 (the training configuration) they are as close to the
+    fp32 result as the plain layers are. With or without the private ops."""
+    monkeypatch.setattr(cpu_kernels, "PRIVATE_OPS", private_ops)
+    calls = []
+    original = cpu_kernels._channels_last_instance_norm
+    monkeypatch.setattr(cpu_kernels, "_channels_last_instance_norm", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    reference = TransformerNet(8, 2)
+    x = torch.rand(2, 3, 32, 28)
+    expected = _output_and_gradients(reference, x, bf16=False)
+    nets = {}
+    for fast in (False, True):
+        nets[fast] = use_fast_kernels(TransformerNet(8, 2), fast).to(memory_format=torch.channels_last)
+        nets[fast].load_state_dict(reference.state_dict())
+    x = x.contiguous(memory_format=torch.channels_last)
+    for got, want in zip(_output_and_gradients(nets[True], x, False), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert not calls  # fp32 takes the plain kernels inside the fast layers
+    errors = {}
+    for fast, net in nets.items():
+        got = _output_and_gradients(net, x, bf16=True)
+        errors[fast] = [float((g - w).norm() / w.norm()) for g, w in zip(got, expected, strict=True)]
+    assert bool(calls) == private_ops  # the fused kernel runs only where the private ops exist
+    for fast_error, plain_error in zip(errors[True], errors[False], strict=True):
+        assert fast_error <= 1.5 * plain_error + 0.005, errors
 
 
 def test_channels_last_instance_norm_function_matches_torch_in_fp32():
-    from fast_style.networks import _ChannelsLastInstanceNorm
-
     torch.manual_seed(0)
     weight, bias = torch.linspace(0.5, 2.0, 5).requires_grad_(), torch.linspace(-1, 1, 5).requires_grad_()
     x = (torch.randn(3, 5, 8, 7) * 4 + 2).contiguous(memory_format=torch.channels_last).requires_grad_()
@@ -159,22 +213,20 @@ def test_channels_last_instance_norm_function_matches_torch_in_fp32():
 
 
 def test_reflection_pad_stays_in_the_input_dtype_under_autocast():
-    from fast_style.networks import ReflectionPad2d
-
     x = torch.rand(1, 4, 6, 5, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        padded = ReflectionPad2d(2)(x)
+        padded = FastReflectionPad2d(2)(x)
     assert padded.dtype == torch.bfloat16
     torch.testing.assert_close(padded, nn.ReflectionPad2d(2)(x.float()).bfloat16())
 
 
 def test_channels_last_bf16_autocast_matches_fp32():
-    """The training configuration (channels-last, bf16 autocast) computes the same function."""
+    """The training configuration (channels-last, bf16 autocast, fast kernels) computes the same function."""
     torch.manual_seed(0)
     net = TransformerNet(8, 2)
     x = torch.rand(2, 3, 30, 26)
     expected = net(x)
-    net_cl = TransformerNet(8, 2).to(memory_format=torch.channels_last)
+    net_cl = use_fast_kernels(TransformerNet(8, 2), True).to(memory_format=torch.channels_last)
     net_cl.load_state_dict(net.state_dict())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = net_cl(x.contiguous(memory_format=torch.channels_last))

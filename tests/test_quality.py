@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from fast_style.images import load_image
-from fast_style.inference import load_stylizer
-from fast_style.perceptual import PerceptualLoss
-from fast_style.training import load_style_image, train
+from fast_style.infer.stylizer import load_stylizer
+from fast_style.model.perceptual import PerceptualLoss
+from fast_style.train.styles import load_style_image
+from fast_style.train.training import train
 
 from .conftest import STAND_IN_LOSS, compose_train, cpu_has_native_bf16, tiny_train_overrides
 

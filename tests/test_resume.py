@@ -17,18 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_style.checkpointing import (
-    AtomicCheckpointIO,
-    RNGState,
-    check_resume_checkpoint,
-    remove_partial_files,
-    resume_checkpoint,
-    safe_torch_load,
-)
+from fast_style.checkpoint_format import read_checkpoint, safe_torch_load
 from fast_style.errors import FastStyleError
-from fast_style.inference import read_checkpoint
-from fast_style.runs import find_run_to_resume
-from fast_style.training import train
+from fast_style.infer.backends import load_backend
+from fast_style.train.callbacks import RNGState
+from fast_style.train.checkpoint_io import AtomicCheckpointIO, remove_partial_files
+from fast_style.train.resume import check_resume_checkpoint, find_run_to_resume, resume_checkpoint
+from fast_style.train.training import train
 
 from .conftest import (
     ROOT,
@@ -106,16 +101,15 @@ def test_the_payload_is_real_and_every_loader_refuses_it(tmp_path):
     assert not marker.exists()
 
 
-def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_path):
-    marker = tmp_path / "payload_ran"
-    evil = write_malicious_checkpoint(tmp_path / "evil.ckpt", marker)
+def stylize_and_resume_from(ckpt: Path, photos_dir: Path, tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    """``stylize.py ckpt=<ckpt>`` and ``train.py ckpt_path=<ckpt>``, side by side."""
     photo = next(photos_dir.glob("*.jpg"))
     commands = [
-        [str(ROOT / "stylize.py"), f"ckpt={evil}", f"input={photo}", f"output={tmp_path / 'out.png'}"],
+        [str(ROOT / "stylize.py"), f"ckpt={ckpt}", f"input={photo}", f"output={tmp_path / 'out.png'}"],
         [
             str(ROOT / "train.py"),
             *tiny_train_overrides(photos_dir),
-            f"ckpt_path={evil}",
+            f"ckpt_path={ckpt}",
             f"hydra.run.dir={tmp_path / 'r'}",
         ],
     ]
@@ -123,12 +117,66 @@ def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_pa
         subprocess.Popen([sys.executable, *c], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for c in commands
     ]
+    results = []
     for process in processes:
-        stdout, stderr = process.communicate(timeout=600)
-        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        stdout, stderr = process.communicate(timeout=900)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
+    return results
+
+
+def test_malicious_checkpoint_is_refused_by_both_entry_points(photos_dir, tmp_path):
+    marker = tmp_path / "payload_ran"
+    evil = write_malicious_checkpoint(tmp_path / "evil.ckpt", marker)
+    for result in stylize_and_resume_from(evil, photos_dir, tmp_path):
         assert_one_line_error(result, "refusing to load", "evil.ckpt")
     assert not marker.exists()
-    assert not (tmp_path / "out.png").exists() and not list((tmp_path / "r").glob("*.ckpt"))
+
+
+def write_files_that_are_no_checkpoint(folder: Path) -> list[Path]:
+    """Plain text, random bytes, an empty file, a truncated zip and a truncated legacy pickle."""
+    torch.save({"w": torch.ones(64)}, folder / "real.pt")
+    torch.save({"w": torch.ones(64)}, folder / "legacy.pt", _use_new_zipfile_serialization=False)
+    contents = {
+        "notes.txt": b"these are my notes, not a model\n",
+        "noise.ckpt": random.Random(0).randbytes(4096),
+        "empty.ckpt": b"",
+        "truncated.ckpt": (folder / "real.pt").read_bytes()[:300],
+        "truncated_legacy.ckpt": (folder / "legacy.pt").read_bytes()[:40],
+    }
+    for name, content in contents.items():
+        (folder / name).write_bytes(content)
+    return [folder / name for name in contents]
+
+
+def test_files_that_are_no_checkpoint_get_their_own_line(tmp_path):
+    """Only a real pickle with code in it is "could run code"; anything else that is not a
+    checkpoint says so, in one short line, without PyTorch's message."""
+    for path in write_files_that_are_no_checkpoint(tmp_path):
+        damaged = path.name == "truncated_legacy.ckpt"  # a pickle stream: a checkpoint, cut short
+        expected = (
+            f"{path.name} is a damaged PyTorch checkpoint" if damaged else f"{path.name} is not a PyTorch checkpoint"
+        )
+        for load in (safe_torch_load, read_checkpoint, lambda p: check_resume_checkpoint(p, {})):
+            with pytest.raises(FastStyleError) as info:
+                load(path)
+            message = str(info.value)
+            assert message.startswith(expected) and len(message) < 200 and "\n" not in message, message
+            assert "could run code" not in message and "Weights only" not in message
+        with pytest.raises(FastStyleError) as info:
+            load_backend(path)  # stylize.py's loader
+        message = str(info.value)
+        if not damaged:
+            assert message.startswith(f"{path.name} is not a PyTorch checkpoint, ONNX, TorchScript or safetensors file")
+        assert len(message) < 200 and "\n" not in message and "could run code" not in message, message
+
+
+def test_files_that_are_no_checkpoint_through_both_entry_points(photos_dir, tmp_path):
+    notes = write_files_that_are_no_checkpoint(tmp_path)[0]
+    results = stylize_and_resume_from(notes, photos_dir, tmp_path)
+    for result, hint in zip(results, ["pass ckpt=", "pass ckpt_path="], strict=True):
+        line = assert_one_line_error(result, "notes.txt is not a PyTorch checkpoint", hint)
+        assert len(line) < 200 + len("error: ") and result.returncode == 2
 
 
 # -- atomic writes ------------------------------------------------------------------------------
@@ -213,7 +261,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, needs_pain
     order, crops) all restored; without RNGState the weights differ by ~0.05.
     """
     photos = write_crops(tmp_path / "photos", ("astronaut", "coffee"), per_photo=4)  # 8 photos = 4 steps/epoch
-    scheduler = "scheduler={_target_:fast_style.module.lr_warmup_cosine,_partial_:true,warmup_steps:3,total_steps:12}"
+    scheduler = (
+        "scheduler={_target_:fast_style.train.module.lr_warmup_cosine,_partial_:true,warmup_steps:3,total_steps:12}"
+    )
     overrides = [*fast_overrides(photos, steps=12, every=4), scheduler, "logger=none"]
     train(compose_train(overrides, tmp_path / "straight"))
     train(compose_train([*overrides, "trainer.max_steps=4"], tmp_path / "stopped"))
@@ -346,7 +396,7 @@ def test_cached_imagenet_weights_are_verified_and_loaded_weights_only(tmp_path, 
     """A swapped file in $TORCH_HOME is refused; a good one is loaded with weights_only=True."""
     import hashlib
 
-    from fast_style.perceptual import imagenet_state_dict
+    from fast_style.model.perceptual import imagenet_state_dict
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     content = b"pretend these are VGG weights"

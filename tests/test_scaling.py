@@ -7,14 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_style.data import PhotoDataModule, decode_photo, resize_crop
+from fast_style.checkpoint_format import read_checkpoint
 from fast_style.errors import FastStyleError
-from fast_style.inference import load_stylizer, read_checkpoint
-from fast_style.module import NonFiniteLossError, StyleTransferModule
-from fast_style.networks import TransformerNet
-from fast_style.packed import pack_photos
-from fast_style.perceptual import PerceptualLoss, gram_matrix
-from fast_style.training import train
+from fast_style.images import decode_photo, resize_crop
+from fast_style.infer.stylizer import load_stylizer
+from fast_style.model.networks import TransformerNet
+from fast_style.model.perceptual import PerceptualLoss, gram_matrix
+from fast_style.train.data import PhotoDataModule
+from fast_style.train.module import NonFiniteLossError, StyleTransferModule
+from fast_style.train.packed import pack_photos
+from fast_style.train.training import train
 
 from .conftest import compose_train, run_script, skimage_photo, tiny_train_overrides
 

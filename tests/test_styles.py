@@ -3,8 +3,8 @@ import torch
 from omegaconf import OmegaConf
 
 from fast_style.errors import FastStyleError
-from fast_style.styles import cached_style_path, resolve_style_image, sha256_of
-from fast_style.training import load_style_image
+from fast_style.files import sha256_of
+from fast_style.train.styles import cached_style_path, load_style_image, resolve_style_image
 
 from .conftest import STYLE_DIR
 
@@ -49,11 +49,13 @@ def test_unreachable_url_names_the_fixes(empty_cache, tmp_path):
         resolve_style_image(None, url, STARRY_SHA, "x")
 
 
-def test_local_image_wins_and_must_exist(tmp_path):
-    with pytest.raises(FastStyleError, match="does not exist"):
-        resolve_style_image(str(tmp_path / "missing.jpg"), None, None)
-    with pytest.raises(FastStyleError, match="names no image"):
-        resolve_style_image(None, None, None)
+def test_local_image_wins_and_is_checked_against_its_sha(needs_styles, tmp_path):
+    # That style.image exists and that a style names an image or a URL is checked by the config
+    # (test_validation.py); here: the local file wins over the URL and must match style.sha256.
+    painting = STYLE_DIR / "starry_night.jpg"
+    assert resolve_style_image(str(painting), "https://example.invalid/x.jpg", STARRY_SHA) == painting
+    with pytest.raises(FastStyleError, match="does not match style.sha256"):
+        resolve_style_image(str(STYLE_DIR / "wave.jpg"), None, STARRY_SHA)
 
 
 def test_style_image_is_resized_by_its_longer_side(needs_styles):

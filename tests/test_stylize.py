@@ -6,22 +6,20 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from fast_style.backends import load_backend
-from fast_style.cli import CONFIG_DIR
-from fast_style.color import chroma, luma
+from fast_style.config.cli import load_config
 from fast_style.errors import FastStyleError
-from fast_style.stylize_cli import Options, stylize, stylize_batch
+from fast_style.infer.backends import load_backend
+from fast_style.infer.color import chroma, luma
+from fast_style.infer.stylize import Options, stylize, stylize_batch
 
 from .conftest import assert_one_line_error, run_script, skimage_photo
 
 
 def run_stylize(ckpt, source, target, *overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("stylize", overrides=[f"ckpt={ckpt}", f"input={source}", f"output={target}", *overrides])
-    return stylize(cfg)
+    """What ``stylize.py`` does: compose and check configs/stylize.yaml, then stylize."""
+    return stylize(load_config("stylize", [f"ckpt={ckpt}", f"input={source}", f"output={target}", *overrides]))
 
 
 def pixels(path) -> np.ndarray:

@@ -14,11 +14,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
-from fast_style.cli import CONFIG_DIR
+from fast_style.checkpoint_format import read_checkpoint
+from fast_style.config import CONFIG_DIR
 from fast_style.contact_sheet import figure_lines, find_checkpoints, load_run, make_contact_sheet, run_figures
-from fast_style.inference import read_checkpoint
-from fast_style.loggers import choose_wandb_mode, swept_overrides, wandb_api_key_available
-from fast_style.training import train
+from fast_style.train.loggers import choose_wandb_mode, swept_overrides, wandb_api_key_available
+from fast_style.train.training import train
 
 from .conftest import ROOT, assert_one_line_error, compose_train, run_script, tiny_train_overrides
 
@@ -115,7 +115,11 @@ def test_contact_sheet_of_the_multirun(multirun, tmp_path):
         Image.new("RGB", size, (200, 60 * i, 90)).save(photos[-1])
     out = tmp_path / "sheet.png"
     result = run_script(
-        "scripts/contact_sheet.py", str(sweep_dir), "--photos", *map(str, photos), "--size", "32", "--out", str(out)
+        "scripts/contact_sheet.py",
+        f"runs=[{sweep_dir}]",
+        f"photos=[{','.join(map(str, photos))}]",
+        "size=32",
+        f"out={out}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == f"contact sheet (2 runs x 2 photos): {out}"
@@ -129,7 +133,7 @@ def test_contact_sheet_of_the_multirun(multirun, tmp_path):
     assert (sheet.rows, sheet.cols) == (3, 2)  # the content row + one row per run, one column per photo
     assert sheet.image.height == 3 * 32 + 4 * 8
     assert sheet.image.width == sheet.cells[0][-1][2] + 8
-    assert Image.open(out).size == (sheet.image.width, sheet.image.height)  # same layout at --size 32
+    assert Image.open(out).size == (sheet.image.width, sheet.image.height)  # same layout at size=32
     # the cells hold the photos and what each run makes of them
     stylized = loaded[1][1](torch.stack(tiles))[1]
     cell = np.asarray(sheet.image.crop(sheet.cells[2][1]), dtype=np.float32) / 255
@@ -161,7 +165,7 @@ def test_contact_sheet_labels_from_configs_when_overrides_are_missing(multirun, 
 def test_contact_sheet_bad_input(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_script("scripts/contact_sheet.py", str(empty))
+    result = run_script("scripts/contact_sheet.py", f"runs=[{empty}]")
     assert_one_line_error(result, "no final.ckpt or last.ckpt", str(empty))
     assert not (empty / "contact_sheet.png").exists()
 
@@ -214,7 +218,9 @@ def test_wandb_mode_choice(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     probes = []
-    monkeypatch.setattr("fast_style.loggers.wandb_host_reachable", lambda timeout: probes.append(timeout) or False)
+    monkeypatch.setattr(
+        "fast_style.train.loggers.wandb_host_reachable", lambda timeout: probes.append(timeout) or False
+    )
     assert not wandb_api_key_available()
     assert choose_wandb_mode(None)[0] == "offline" and probes == []  # no key: no network attempt at all
     (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fast_style.inference import load_stylizer
-from fast_style.tiling import frozen_instance_norm, measure_statistics, ramp_weights, stylize_tiled, tile_spans
+from fast_style.infer.stylizer import load_stylizer
+from fast_style.infer.tiling import frozen_instance_norm, measure_statistics, ramp_weights, stylize_tiled, tile_spans
 
 from .conftest import ROOT, skimage_photo
 
@@ -106,9 +106,9 @@ def test_an_8k_image_stays_under_4_gb(tmp_path):
     """
     import subprocess
 
-    from fast_style.export import export_stylizer
-    from fast_style.inference import Stylizer
-    from fast_style.networks import TransformerNet
+    from fast_style.infer.export import export_stylizer
+    from fast_style.infer.stylizer import Stylizer
+    from fast_style.model.networks import TransformerNet
 
     export_stylizer(Stylizer(TransformerNet(4, 0)), tmp_path, "narrow", ["safetensors"], log=lambda line: None)
     height, width = 4320, 7680

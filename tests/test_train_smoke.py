@@ -5,8 +5,9 @@ import json
 import torch
 from PIL import Image
 
-from fast_style.inference import load_stylizer, read_checkpoint
-from fast_style.training import train
+from fast_style.checkpoint_format import read_checkpoint
+from fast_style.infer.stylizer import load_stylizer
+from fast_style.train.training import train
 
 from .conftest import assert_one_line_error, compose_train, run_script, tiny_train_overrides
 

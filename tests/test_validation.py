@@ -10,21 +10,28 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from fast_style.config.schema import StylizeConfig
+from fast_style.config.validate import validate
 from fast_style.errors import FastStyleError
-from fast_style.perceptual import known_layer_names
-from fast_style.validation import validate_stylize_config, validate_train_config, vgg_layer_names
+from fast_style.model.vgg_layers import VGG_CFGS, vgg_layer_names
 
 from .conftest import ROOT, assert_one_line_error, compose_train, tiny_train_overrides
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
-def test_layer_table_matches_torchvision(arch):
-    assert vgg_layer_names(arch) == known_layer_names(arch)
+@pytest.mark.parametrize(("arch", "cfg"), [("vgg16", "D"), ("vgg19", "E")])
+def test_layer_table_matches_torchvision(arch, cfg):
+    import torchvision
+    from torch import nn
+
+    assert VGG_CFGS[arch] == torchvision.models.vgg.cfgs[cfg]
+    kinds = {nn.Conv2d: "conv", nn.ReLU: "relu", nn.MaxPool2d: "pool"}
+    features = getattr(torchvision.models, arch)().features
+    assert [kinds[type(m)] for m in features] == [name.rstrip("_0123456789") for name in vgg_layer_names(arch)]
 
 
 def test_the_default_and_tiny_configs_pass(photos_dir, tmp_path):
-    validate_train_config(compose_train([], tmp_path))
-    validate_train_config(compose_train(tiny_train_overrides(photos_dir), tmp_path))
+    validate(compose_train([], tmp_path))
+    validate(compose_train(tiny_train_overrides(photos_dir), tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -51,17 +58,17 @@ def test_the_default_and_tiny_configs_pass(photos_dir, tmp_path):
         ("style.sha256=abc", ["style.sha256='abc'", "64"]),
         ("seed=1.5", ["seed=1.5", "integer"]),
         ("loss.pixel_weight=-1", ["loss.pixel_weight=-1", ">= 0"]),
-        ("loss.style_layer_weights=[1,2]", ["loss.style_layer_weights=[1, 2]", "4 numbers", "relu4_3"]),
+        ("loss.style_layer_weights=[1,2]", ["loss.style_layer_weights=[1.0, 2.0]", "4 numbers", "relu4_3"]),
         ("loss.style_layer_weights=[0,0,0,0]", ["loss.style_layer_weights", "not all 0"]),
-        ("loss.style_layer_weights=[1,a,1,1]", ["loss.style_layer_weights", "numbers >= 0"]),
+        ("loss.style_layer_weights=[1,a,1,1]", ["loss.style_layer_weights[1]='a'", "Float"]),
         ("style.style_weight_factor=0", ["style.style_weight_factor=0", "> 0"]),
         ("evaluate.size=8", ["evaluate.size=8", ">= 16"]),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(override, fragments, photos_dir, tmp_path):
-    cfg = compose_train([*tiny_train_overrides(photos_dir), override], tmp_path)
+    # Wrong types fail while composing (the schema types every key), bad values in validate().
     with pytest.raises(FastStyleError) as info:
-        validate_train_config(cfg)
+        validate(compose_train([*tiny_train_overrides(photos_dir), override], tmp_path))
     message = str(info.value)
     assert "\n" not in message
     for fragment in fragments:
@@ -71,27 +78,58 @@ def test_bad_values_name_key_value_and_what_is_allowed(override, fragments, phot
 def test_missing_paths_are_named(photos_dir, tmp_path):
     base = tiny_train_overrides(photos_dir)
     cases = {
-        f"data.root={tmp_path / 'no_photos'}": "no_photos",
+        f"data.root={tmp_path / 'no_photos'}": "no_photos.* not a folder",
         f"perceptual.weights={tmp_path / 'vgg.pth'}": "vgg.pth",
         f"ckpt_path={tmp_path / 'gone.ckpt'}": "gone.ckpt",
         f"evaluate.photos={tmp_path / 'held_out'}": "held_out",
     }
     for override, fragment in cases.items():
         with pytest.raises(FastStyleError, match=fragment):
-            validate_train_config(compose_train([*base, override], tmp_path))
-    with pytest.raises(FastStyleError, match="style.image"):
-        validate_train_config(compose_train([*base, "style=custom", f"style.image={tmp_path / 'p.jpg'}"], tmp_path))
+            validate(compose_train([*base, override], tmp_path))
+    with pytest.raises(FastStyleError, match="style.image.*does not exist"):
+        validate(compose_train([*base, "style=custom", f"style.image={tmp_path / 'p.jpg'}"], tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("style.url=null", "style.image is required"),  # neither a local painting nor a URL
+        ("style.sha256=null", "style.sha256 is required"),  # a URL whose download cannot be verified
+        ("perceptual.style_layers=[relu9_9]", "relu9_9"),
+        ("perceptual.arch=resnet50", "vgg16, vgg19"),
+    ],
+)
+def test_rules_across_keys(override, fragment, photos_dir, tmp_path):
+    with pytest.raises(FastStyleError, match=fragment):
+        validate(compose_train([*tiny_train_overrides(photos_dir), override], tmp_path))
+
+
+def test_loss_keys_of_the_schema(photos_dir, tmp_path):
+    base = tiny_train_overrides(photos_dir)
+    cfg = validate(compose_train([*base, "loss.style_layer_weights=[1,0.5,0.5,2]"], tmp_path))
+    assert cfg.loss.style_layer_weights == [1.0, 0.5, 0.5, 2.0] and cfg.loss.pixel_weight == 0
+    assert cfg.style.style_weight_factor == 1.0
+    with pytest.raises(FastStyleError, match=r"loss.style_layer_weights=\[1.0, 2.0\].*4 numbers >= 0"):
+        validate(compose_train([*base, "loss.style_layer_weights=[1,2]"], tmp_path))
+    with pytest.raises(FastStyleError, match="not all 0"):
+        validate(compose_train([*base, "loss.style_layer_weights=[0,0,0,0]"], tmp_path))
+    with pytest.raises(FastStyleError, match="loss.pixel_weight=-1.0 is not allowed: use a number >= 0"):
+        validate(compose_train([*base, "loss.pixel_weight=-1"], tmp_path))
+    with pytest.raises(FastStyleError, match="style.style_weight_factor=0.0 is not allowed"):
+        validate(compose_train([*base, "style.style_weight_factor=0"], tmp_path))
 
 
 def test_stylize_config_checks(tmp_path):
     ckpt = tmp_path / "a.ckpt"
     ckpt.write_bytes(b"x")
     good = {"ckpt": str(ckpt), "input": "in.jpg", "output": "out.jpg", "device": "cuda:1"}
-    validate_stylize_config(OmegaConf.create(good))
+    validate(OmegaConf.create(good), StylizeConfig)
     with pytest.raises(FastStyleError, match="device='gpu'"):
-        validate_stylize_config(OmegaConf.create({**good, "device": "gpu"}))
+        validate(OmegaConf.create({**good, "device": "gpu"}), StylizeConfig)
     with pytest.raises(FastStyleError, match="missing.ckpt"):
-        validate_stylize_config(OmegaConf.create({**good, "ckpt": str(tmp_path / "missing.ckpt")}))
+        validate(OmegaConf.create({**good, "ckpt": str(tmp_path / "missing.ckpt")}), StylizeConfig)
+    with pytest.raises(FastStyleError, match="batch_size='many' is not allowed: use an integer >= 1"):
+        validate(OmegaConf.create({**good, "batch_size": "many"}), StylizeConfig)
 
 
 def _run_all(commands: list[list[str]], cwd) -> list[subprocess.CompletedProcess]:

@@ -12,8 +12,6 @@ Layout (all sizes in pixels)::
 
 from __future__ import annotations
 
-import argparse
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,11 @@ import torch
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from fast_style.data import resize_crop
+from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
-from fast_style.images import open_rgb, save_image, tensor_to_pil
-from fast_style.inference import CHECKPOINT_KEY, Stylizer, network_from_checkpoint, read_checkpoint
+from fast_style.evaluation import find_checkpoints
+from fast_style.images import open_rgb, resize_crop, save_image, tensor_to_pil
+from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -49,44 +48,6 @@ class ContactSheet:
     rows: int  # runs + 1 (the content row)
     cols: int  # photos
     cells: list[list[tuple[int, int, int, int]]] = field(default_factory=list)  # [row][col] -> (l, t, r, b)
-
-
-def _natural_key(path: Path) -> list:
-    """Multirun job folders sort as numbers: 2 before 10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
-
-
-def _checkpoint_in(folder: Path) -> Path | None:
-    for name in ("final.ckpt", "last.ckpt"):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def find_checkpoints(paths: list[str | Path]) -> list[Path]:
-    """Checkpoints to compare: ``.ckpt`` files as given, run folders (``final.ckpt``, else
-    ``last.ckpt``), or folders holding run folders (a multirun directory), searched recursively."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            direct = _checkpoint_in(path)
-            if direct:
-                found.append(direct)
-                continue
-            run_dirs = sorted({p.parent for p in path.rglob("*.ckpt") if p.name in ("final.ckpt", "last.ckpt")})
-            if not run_dirs:
-                raise FastStyleError(
-                    f"no final.ckpt or last.ckpt under {path}: pass a multirun folder, run folders or .ckpt files"
-                )
-            found.extend(_checkpoint_in(d) for d in sorted(run_dirs, key=_natural_key))
-        else:
-            raise FastStyleError(f"{path} does not exist: pass a multirun folder, run folders or .ckpt files")
-    if not found:
-        raise FastStyleError("nothing to compare: pass a multirun folder, run folders or .ckpt files")
-    return found
 
 
 def load_run(checkpoint: Path) -> tuple[Run, Stylizer]:
@@ -225,7 +186,7 @@ def make_contact_sheet(
         figures: per run, ``scripts/evaluate.py`` figures (means over the photos) printed under its label.
     """
     if not photos:
-        raise FastStyleError("no content photos: pass --photos a.jpg b.jpg or leave it out for the built-in ones")
+        raise FastStyleError("no content photos: pass photos=[a.jpg,b.jpg] or leave it out for the built-in ones")
     tile = photos[0].shape[-1]
     batch = torch.stack(photos)
     labels = run_labels(runs)
@@ -257,31 +218,17 @@ def make_contact_sheet(
     return ContactSheet(sheet, labels, rows=len(rows_of_text), cols=len(photos), cells=cells)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
-        description="One image comparing trained runs: a row per run, a column per content photo, "
-        "rows labelled with the overrides that differ.",
-    )
-    parser.add_argument("paths", nargs="+", help="a multirun folder, run folders, or .ckpt files")
-    parser.add_argument("--photos", nargs="+", help="content photos (default: three built-in generated scenes)")
-    parser.add_argument("--size", type=int, default=256, help="side of each cell in pixels (default 256)")
-    parser.add_argument(
-        "--out", help="output image (default: <DIR>/contact_sheet.png for one folder, else ./contact_sheet.png)"
-    )
-    parser.add_argument(
-        "--metrics", action="store_true", help="print style gain, structure and artifact share under each row"
-    )
-    args = parser.parse_args(argv)
-    if args.size < 16:
-        raise FastStyleError(f"--size {args.size} is too small: use 16 or more pixels")
-    checkpoints = find_checkpoints(args.paths)
-    photos = load_photos(args.photos, args.size) if args.photos else builtin_photos(args.size)
+def main(cfg) -> Path:
+    """``scripts/contact_sheet.py``: ``cfg`` is a validated ``configs/contact_sheet.yaml``
+    (``runs``: multirun folders, run folders or .ckpt files; ``photos``; ``size``; ``out``; ``metrics``)."""
+    checkpoints = find_checkpoints(list(cfg.runs))
+    photos = load_photos(list(cfg.photos), cfg.size) if cfg.photos else builtin_photos(cfg.size)
     loaded = [load_run(c) for c in checkpoints]
     runs, stylizers = [r for r, _ in loaded], [s for _, s in loaded]
-    figures = run_figures(runs, stylizers, photos) if args.metrics else None
+    figures = run_figures(runs, stylizers, photos) if cfg.metrics else None
     sheet = make_contact_sheet(runs, stylizers, photos, figures=figures)
-    single_dir = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
-    out = Path(args.out) if args.out else (Path(args.paths[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
+    single_dir = len(cfg.runs) == 1 and Path(cfg.runs[0]).is_dir()
+    out = Path(cfg.out) if cfg.out else (Path(cfg.runs[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
     save_image(sheet.image, out)
     runs, photos_n = sheet.rows - 1, sheet.cols
     print(f"contact sheet ({runs} run{'s' * (runs != 1)} x {photos_n} photo{'s' * (photos_n != 1)}): {out}")

@@ -13,6 +13,7 @@ exports, which only carry the style's name, use ``configs/style/<name>.yaml``.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -24,11 +25,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from fast_style import quality
-from fast_style.backends import load_backend
+from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
-from fast_style.images import atomic_write, list_images, load_image
-from fast_style.inference import CHECKPOINT_KEY, read_checkpoint
-from fast_style.perceptual import VGGFeatures, gram_matrix
+from fast_style.files import atomic_write
+from fast_style.images import list_images, load_image
+from fast_style.infer.backends import load_backend
+from fast_style.model.perceptual import VGGFeatures, gram_matrix
 
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 DEFAULT_CONTENT_LAYER = "relu2_2"
@@ -58,10 +60,46 @@ def mean_figures(rows) -> dict[str, float]:
     return out
 
 
+def _natural_key(path: Path) -> list:
+    """Multirun job folders sort as numbers: 2 before 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def _checkpoint_in(folder: Path) -> Path | None:
+    for name in ("final.ckpt", "last.ckpt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def find_checkpoints(paths: list[str | Path]) -> list[Path]:
+    """Checkpoints to compare: ``.ckpt`` files as given, run folders (``final.ckpt``, else
+    ``last.ckpt``), or folders holding run folders (a multirun directory), searched recursively."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            direct = _checkpoint_in(path)
+            if direct:
+                found.append(direct)
+                continue
+            run_dirs = sorted({p.parent for p in path.rglob("*.ckpt") if p.name in ("final.ckpt", "last.ckpt")})
+            if not run_dirs:
+                raise FastStyleError(
+                    f"no final.ckpt or last.ckpt under {path}: pass a multirun folder, run folders or .ckpt files"
+                )
+            found.extend(_checkpoint_in(d) for d in sorted(run_dirs, key=_natural_key))
+        else:
+            raise FastStyleError(f"{path} does not exist: pass a multirun folder, run folders or .ckpt files")
+    if not found:
+        raise FastStyleError("nothing to compare: pass a multirun folder, run folders or .ckpt files")
+    return found
+
+
 def find_models(paths: list[str | Path]) -> list[Path]:
     """Model files as given; run folders (final.ckpt, else last.ckpt); multirun folders, recursively."""
-    from fast_style.contact_sheet import find_checkpoints
-
     files = [Path(p).expanduser() for p in paths if Path(p).expanduser().suffix.lower() in MODEL_SUFFIXES]
     folders = [p for p in paths if Path(p).expanduser().suffix.lower() not in MODEL_SUFFIXES]
     for path in files:
@@ -85,7 +123,7 @@ def model_config(path: Path, backend) -> dict[str, Any]:
 
 def style_config(config: dict[str, Any], override: str | None) -> dict[str, Any]:
     """The style section to measure against: the override (config name or image path) or the model's."""
-    from fast_style.cli import CONFIG_DIR
+    from fast_style.config import CONFIG_DIR
 
     if override:
         if Path(override).expanduser().is_file():
@@ -129,7 +167,7 @@ class Judge:
     """The VGG features, painting Grams and painting pixels one style is measured with."""
 
     def __init__(self, style: dict[str, Any], weights: str, arch: str, style_layers, content_layer: str) -> None:
-        from fast_style.training import load_style_image
+        from fast_style.train.styles import load_style_image
 
         self.style, self.style_layers, self.content_layer = dict(style), list(style_layers), content_layer
         self.vgg = VGGFeatures(sorted({*self.style_layers, content_layer}), arch, weights)

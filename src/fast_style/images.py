@@ -1,16 +1,18 @@
-"""Reading and writing images: PIL on disk, ``(3, H, W)`` float tensors in [0, 1] in memory."""
+"""Image codec: PIL on disk, ``(3, H, W)`` float tensors in [0, 1] (or uint8 crops) in memory."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from fast_style.errors import FastStyleError
+from fast_style.files import atomic_write
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
@@ -54,6 +56,47 @@ def open_rgb(path: str | Path) -> Image.Image:
         ) from exc
 
 
+def decode_photo(source: Any) -> Image.Image:
+    """A path, raw bytes, a PIL image or a HF ``Image`` feature dict -> RGB PIL image (raises on bad data)."""
+    if isinstance(source, dict):  # HF Image(decode=False): {"bytes": ..., "path": ...}
+        source = source.get("bytes") or source.get("path")
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    if isinstance(source, Image.Image):
+        return decode_rgb(source)
+    with Image.open(source) as image:
+        image.load()
+        if min(image.size) < 1:
+            raise ValueError("empty image")
+        return decode_rgb(image)
+
+
+def resize_crop(image: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
+    """Resize the shorter side to ``size`` and crop a ``size`` square -> uint8 ``(3, size, size)``.
+
+    ``rng=None`` takes the centre crop (deterministic), otherwise a random crop.
+    """
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if rng is None:
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+    else:
+        left, top = rng.randint(0, new_w - size), rng.randint(0, new_h - size)
+    array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def crop_or_reason(source: Any, size: int, rng: random.Random | None, description: str) -> torch.Tensor | str:
+    """``resize_crop(decode_photo(source))``, or for a file that cannot be decoded the string
+    ``"<description> (<error type>)"``: training and packing skip and report it, never stop."""
+    try:
+        return resize_crop(decode_photo(source), size, rng)
+    except Exception as exc:
+        return f"{description} ({type(exc).__name__})"
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> ``(3, H, W)`` float32 in [0, 1]."""
     array = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -74,50 +117,6 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
 def load_image(path: str | Path) -> torch.Tensor:
     """Image file -> ``(3, H, W)`` float32 in [0, 1]."""
     return pil_to_tensor(open_rgb(path))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write, durable: bool = False, temp_suffix: str | None = None) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
-
-    The temporary file sits next to ``path`` (same file system, so the rename is atomic) and is
-    removed if ``write`` raises. ``durable=True`` also fsyncs the file before the rename and the
-    folder after it, so the new file survives a power cut (checkpoints).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=temp_suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        if durable:
-            _fsync(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-        if durable:
-            _fsync(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _fsync(path: str | Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. folders on Windows cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_image(image: torch.Tensor | Image.Image, path: str | Path, quality: int = 95) -> Path:

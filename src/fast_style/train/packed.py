@@ -20,18 +20,15 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fast_style.errors import FastStyleError
+from fast_style.images import crop_or_reason
 
 INFO_FILE = "fast_style_packed.json"
 
 
 def _pack_one(args) -> tuple[bytes | None, str]:
-    from fast_style.data import decode_photo, resize_crop
-
     source, description, size = args
-    try:
-        return resize_crop(decode_photo(source), size, None).numpy().tobytes(), description
-    except Exception as exc:
-        return None, f"{description} ({type(exc).__name__})"
+    crop = crop_or_reason(source, size, None, description)
+    return (None, crop) if isinstance(crop, str) else (crop.numpy().tobytes(), description)
 
 
 def pack_photos(
@@ -93,11 +90,9 @@ class PackedPhotos(Dataset):
     flipped left-right. ``__getitems__`` fetches a whole batch in one Arrow gather.
     """
 
-    def __init__(self, path: str | Path | None, image_size: int, augment: bool = True) -> None:
+    def __init__(self, path: str | Path, image_size: int, augment: bool = True) -> None:
         import datasets
 
-        if not path:
-            raise FastStyleError("data=packed needs data.path=<folder written by scripts/prepare_data.py>")
         path = Path(path).expanduser()
         info = path / INFO_FILE
         if not info.is_file():

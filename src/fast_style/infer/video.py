@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from fast_style.errors import FastStyleError
-from fast_style.images import atomic_write
+from fast_style.files import atomic_write
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 

@@ -20,44 +20,19 @@ import torchvision
 from torch import nn
 
 from fast_style.errors import FastStyleError
-from fast_style.styles import sha256_of
+from fast_style.files import sha256_of
+from fast_style.model.vgg_layers import VGG_CFGS, vgg_layer_names
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-ARCHITECTURES = ("vgg16", "vgg19")
-_VGG_CFG_NAMES = {"vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
-
-
-def vgg_layer_names(features: nn.Sequential) -> list[str]:
-    """Name every module of a torchvision VGG ``features`` stack: conv1_1, relu1_1, ..., pool5."""
-    names, block, index = [], 1, 1
-    for module in features:
-        if isinstance(module, nn.Conv2d):
-            names.append(f"conv{block}_{index}")
-        elif isinstance(module, nn.ReLU):
-            names.append(f"relu{block}_{index}")
-            index += 1
-        elif isinstance(module, nn.MaxPool2d):
-            names.append(f"pool{block}")
-            block, index = block + 1, 1
-        else:  # pragma: no cover - torchvision's VGG has nothing else
-            names.append(type(module).__name__.lower())
-    return names
-
-
-def known_layer_names(arch: str) -> list[str]:
-    """Layer names accepted for ``arch`` (no weights are loaded)."""
-    return vgg_layer_names(_vgg_features(arch, weights=None))
 
 
 def _vgg_features(arch: str, weights) -> nn.Sequential:
-    if arch not in ARCHITECTURES:
-        raise FastStyleError(f"perceptual.arch={arch!r} is not supported: use one of {', '.join(ARCHITECTURES)}")
     if weights is not None:
         return getattr(torchvision.models, arch)(weights=weights).features
     # Without pretrained weights only the conv stack is needed: building the whole VGG would also
     # initialize its 120M-parameter classifier (seconds of CPU time per run, thrown away).
-    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs[_VGG_CFG_NAMES[arch]])
+    features = torchvision.models.vgg.make_layers(VGG_CFGS[arch])
     for module in features.modules():
         if isinstance(module, nn.Conv2d):  # torchvision's VGG initialization
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -95,8 +70,6 @@ def load_vgg_features(arch: str, weights: str) -> nn.Sequential:
         return _vgg_features(arch, weights=None)
     if weights == "imagenet":
         enum = {"vgg16": torchvision.models.VGG16_Weights, "vgg19": torchvision.models.VGG19_Weights}
-        if arch not in enum:
-            _vgg_features(arch, None)  # raises the one-line error
         try:
             state = imagenet_state_dict(enum[arch].IMAGENET1K_V1)
         except FastStyleError:
@@ -113,11 +86,6 @@ def load_vgg_features(arch: str, weights: str) -> nn.Sequential:
         )
         return features
     path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FastStyleError(
-            f"perceptual.weights={weights!r} is neither 'imagenet', 'random' nor an existing file: "
-            "pass perceptual.weights=imagenet or the path of a torchvision VGG state dict"
-        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -147,11 +115,7 @@ class VGGFeatures(nn.Module):
     def __init__(self, layers: Sequence[str], arch: str = "vgg16", weights: str = "imagenet") -> None:
         super().__init__()
         features = load_vgg_features(arch, weights)
-        names = vgg_layer_names(features)
-        unknown = [name for name in layers if name not in names]
-        if unknown:
-            relus = [n for n in names if n.startswith("relu")]
-            raise FastStyleError(f"unknown {arch} layer(s) {unknown}: use names like {', '.join(relus)}")
+        names = vgg_layer_names(arch)  # the config checks that ``layers`` are among them
         last = max(names.index(name) for name in layers)
         self.layers = nn.Sequential(*list(features)[: last + 1])
         self.names = names[: last + 1]

@@ -6,15 +6,14 @@ import math
 from functools import partial
 from typing import Any
 
-import lightning as L
+import pytorch_lightning as pl
 import torch
 
-from fast_style.checkpointing import CHECKPOINT_KEY
+from fast_style.checkpoint_format import CHECKPOINT_KEY, FORMAT_VERSION, NET_PREFIX, strip_compile_prefix
 from fast_style.errors import FastStyleError
-from fast_style.networks import TransformerNet, strip_compile_prefix
-from fast_style.perceptual import PerceptualLoss
+from fast_style.model.networks import TransformerNet
+from fast_style.model.perceptual import PerceptualLoss
 
-FORMAT_VERSION = 1
 SKIPPED_KEY = "fast_style_skipped_files"  # the unreadable files seen so far (a sorted list of str)
 SKIPPED_PRINTED = 10  # the first unreadable files are named as they appear; the rest only at the end
 
@@ -23,7 +22,7 @@ class NonFiniteLossError(FastStyleError):
     """A loss term became NaN or infinite; the message names the step and the term."""
 
 
-class StyleTransferModule(L.LightningModule):
+class StyleTransferModule(pl.LightningModule):
     """Johnson-style training.
 
     Args:
@@ -135,7 +134,7 @@ class StyleTransferModule(L.LightningModule):
         checkpoint["state_dict"] = {
             key: value
             for key, value in strip_compile_prefix(checkpoint["state_dict"]).items()
-            if key.startswith("net.")
+            if key.startswith(NET_PREFIX)
         }
         checkpoint[CHECKPOINT_KEY] = {
             "format_version": FORMAT_VERSION,

@@ -20,12 +20,13 @@ from typing import Any
 
 import torch
 
-from fast_style.backends import INFO_KEY, load_backend
+from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
-from fast_style.images import atomic_write
-from fast_style.inference import Stylizer, network_from_checkpoint, read_checkpoint
+from fast_style.files import atomic_write
+from fast_style.infer.backends import INFO_KEY, load_backend
+from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
+from fast_style.model.cpu_kernels import use_fast_kernels
 
-FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 # (batch, height, width): square, odd and non-square with batch 2, tiny and odd.
 VERIFY_SIZES = ((1, 64, 64), (2, 37, 53), (1, 7, 5))
@@ -37,18 +38,6 @@ CONTRACT = "images: float32 RGB (B, 3, H, W) in [0, 1], any B/H/W -> stylized: f
 def export_info(stylizer: Stylizer, style: str | None = None) -> dict[str, Any]:
     """The small JSON every export carries: enough to rebuild the network and to use it right."""
     return {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style, "contract": CONTRACT}
-
-
-def parse_formats(formats: Iterable[str] | str | None) -> list[str]:
-    if formats is None:
-        return []
-    if isinstance(formats, str):
-        formats = [f for f in formats.strip("[]").replace(" ", "").split(",") if f]
-    chosen = [str(f).lower() for f in formats]
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown:
-        raise FastStyleError(f"unknown export format {unknown[0]!r}: choose from {', '.join(FORMATS)}")
-    return list(dict.fromkeys(chosen))
 
 
 def _write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
@@ -124,20 +113,21 @@ def export_stylizer(
     stylizer: Stylizer,
     out_dir: str | Path,
     stem: str,
-    formats: Iterable[str] | str = FORMATS,
+    formats: Iterable[str] = tuple(WRITERS),
     style: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
-    # A plain copy: the caller's module keeps its device, dtype and layout (a channels-last one
-    # would make the exporters trace layout checks on symbolic shapes).
+    # A plain copy: the caller's module keeps its device, dtype, layout and CPU fast paths (a
+    # channels-last one would make the exporters trace layout checks on symbolic shapes).
     stylizer = copy.deepcopy(stylizer).eval().float().cpu().to(memory_format=torch.contiguous_format)
+    use_fast_kernels(stylizer, False)  # the graph gets the plain PyTorch ops
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     info = export_info(stylizer, style)
     sizes = ", ".join(f"{b}x{h}x{w}" for b, h, w in VERIFY_SIZES)
     written = {}
-    for fmt in parse_formats(formats):
+    for fmt in dict.fromkeys(formats):
         target = out_dir / f"{stem}{SUFFIX[fmt]}"
         diff = write_verified(fmt, stylizer, target, info)
         if fmt == "safetensors":
@@ -171,14 +161,13 @@ def _write_and_check(fmt: str, stylizer: Stylizer, tmp: Path, info: dict, name: 
 
 def export_checkpoint(
     ckpt: str | Path,
-    formats: Iterable[str] | str = FORMATS,
+    formats: Iterable[str] = tuple(WRITERS),
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Export a fast-style Lightning checkpoint; files go next to it unless ``out_dir`` is given."""
-    formats = parse_formats(formats)  # fail on a typo before the slow part
     ckpt = Path(ckpt).expanduser()
-    checkpoint = read_checkpoint(ckpt)
+    checkpoint = read_checkpoint(ckpt, "pass ckpt=<a .ckpt written by train.py>")
     stylizer = Stylizer(network_from_checkpoint(checkpoint)).eval()
-    style = checkpoint["fast_style"].get("style")
+    style = checkpoint[CHECKPOINT_KEY].get("style")
     return export_stylizer(stylizer, out_dir or ckpt.parent, ckpt.stem, formats, style=style, log=log)

@@ -122,7 +122,7 @@ def wandb_logger(
         kwargs: passed to ``WandbLogger`` / ``wandb.init`` (entity, tags, log_model, ...).
     """
     import wandb
-    from lightning.pytorch.loggers import WandbLogger
+    from pytorch_lightning.loggers import WandbLogger
 
     chosen_mode, reason = choose_wandb_mode(mode, probe_timeout)
     sweep_group, sweep_name = sweep_job_naming()
@@ -147,7 +147,7 @@ def wandb_logger(
 
 def finish_loggers(loggers) -> None:
     """Close wandb runs so the next job of a multirun (same process) starts its own run."""
-    from lightning.pytorch.loggers import WandbLogger
+    from pytorch_lightning.loggers import WandbLogger
 
     for logger in loggers or ():
         if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:

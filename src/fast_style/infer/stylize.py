@@ -1,4 +1,4 @@
-"""``stylize(cfg)``: everything ``python stylize.py`` does.
+"""``stylize(cfg)``: everything ``python stylize.py`` does (see the README's data flow).
 
 Any model file (``.ckpt``, ``.onnx``, TorchScript ``.pt``/``.ts``, ``.safetensors``), any input (an
 image, a folder of images, a video), any size: large images go through ``tiling``. Images are
@@ -7,7 +7,6 @@ image, a folder of images, a video), any size: large images go through ``tiling`
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,20 +16,21 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from fast_style.backends import Backend, load_backend
-from fast_style.color import blend_into
+from fast_style.config.schema import tile_setting
 from fast_style.errors import FastStyleError
 from fast_style.images import IMAGE_EXTENSIONS, list_images, load_image, save_image
-from fast_style.inference import resolve_device
-from fast_style.tiling import AUTO_TILE, AUTO_TILE_PIXELS, stylize_tiled
-from fast_style.video import VIDEO_EXTENSIONS, stylize_video
+from fast_style.infer.backends import Backend, load_backend
+from fast_style.infer.color import blend_into
+from fast_style.infer.stylizer import resolve_device
+from fast_style.infer.tiling import AUTO_TILE, AUTO_TILE_PIXELS, stylize_tiled
+from fast_style.infer.video import VIDEO_EXTENSIONS, stylize_video
 
 
 @dataclass(frozen=True)
 class Options:
-    """What to do to every image; see configs/stylize.yaml."""
+    """What to do to every image (a validated ``configs/stylize.yaml``: see ``StylizeConfig``)."""
 
-    tile: str | int = "auto"  # "auto" | "off" | tile size in pixels
+    tile: str | int | None = "auto"  # "auto", None (off) or a tile size in pixels
     strength: float = 1.0
     preserve_color: bool = False
     scale: float = 1.0
@@ -38,50 +38,15 @@ class Options:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Options:
-        tile = cfg.get("tile", "auto")
-        if tile is False or str(tile).lower() in ("off", "false", "none", "0"):
-            tile = "off"
-        elif str(tile).lower() != "auto":
-            try:
-                tile = int(tile)
-            except (TypeError, ValueError):
-                tile = -1
-            if tile < 16:
-                raise FastStyleError(f"tile={cfg.tile!r} is not valid: use tile=auto, tile=off or a size >= 16 pixels")
-        else:
-            tile = "auto"
-        strength = _number(cfg, "strength", 1.0)
-        if not 0.0 <= strength <= 1.0:
-            raise FastStyleError(f"strength={strength} is out of range: use a value from 0 (photo) to 1 (full style)")
-        scale = _number(cfg, "scale", 1.0)
-        if not 0.01 <= scale <= 16:
-            raise FastStyleError(f"scale={scale} is out of range: use a factor from 0.01 to 16 (1 = native size)")
-        batch_size = int(_number(cfg, "batch_size", 4))
-        if batch_size < 1:
-            raise FastStyleError(f"batch_size={batch_size} is not valid: use 1 or more")
-        preserve = cfg.get("preserve_color", False)
-        if not isinstance(preserve, bool):
-            raise FastStyleError(f"preserve_color={preserve!r} is not valid: use true or false")
-        return cls(tile, strength, preserve, scale, batch_size)
+        return cls(tile_setting(cfg.tile), cfg.strength, cfg.preserve_color, cfg.scale, cfg.batch_size)
 
     def tile_for(self, height: int, width: int) -> int | None:
         """Tile size for an image of this size, or None to run it whole."""
-        if self.tile == "off":
+        if self.tile is None:
             return None
         if self.tile == "auto":
             return AUTO_TILE if height * width > AUTO_TILE_PIXELS else None
         return int(self.tile) if max(height, width) > int(self.tile) else None
-
-
-def _number(cfg: DictConfig, key: str, default: float) -> float:
-    value = cfg.get(key, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number):
-        raise FastStyleError(f"{key}={value!r} is not a number: pass e.g. {key}={default}")
-    return number
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -201,17 +166,12 @@ def stylize_folder(
 
 
 def stylize(cfg: DictConfig) -> list[Path]:
+    """Everything ``python stylize.py`` does, from a validated ``configs/stylize.yaml``."""
     options = Options.from_config(cfg)
-    device = resolve_device(str(cfg.device))
-    overwrite = cfg.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        raise FastStyleError(f"overwrite={overwrite!r} is not valid: use true or false")
-    source, target = Path(str(cfg.input)).expanduser(), Path(str(cfg.output)).expanduser()
-    pairs = plan_outputs(source, target, overwrite)
-    compile = cfg.get("compile", False)
-    if not isinstance(compile, bool):
-        raise FastStyleError(f"compile={compile!r} is not valid: use true or false")
-    backend = load_backend(cfg.ckpt, device, cfg.get("precision", "32"), compile=compile)
+    device = resolve_device(cfg.device)
+    source, target = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
+    pairs = plan_outputs(source, target, cfg.overwrite)
+    backend = load_backend(cfg.ckpt, device, cfg.precision, compile=cfg.compile, fast_kernels=cfg.fast_kernels)
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         dst = pairs[0][1]
         frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)

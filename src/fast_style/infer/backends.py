@@ -18,24 +18,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from fast_style.checkpoint_format import file_kind
+from fast_style.config.schema import STYLIZE_PRECISIONS
 from fast_style.errors import FastStyleError
-from fast_style.inference import Stylizer, load_stylizer
-from fast_style.networks import TransformerNet
+from fast_style.infer.stylizer import Stylizer, load_stylizer
+from fast_style.model.cpu_kernels import use_fast_kernels
+from fast_style.model.networks import TransformerNet
 
-PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 SUFFIXES[".safetensors"] = "safetensors"
+CONTENT_KINDS = {"torch": "checkpoint", "torchscript": "torchscript", "safetensors": "safetensors"}
 # Written into every export (ONNX metadata, TorchScript extra file, safetensors header + sidecar).
 INFO_KEY = "fast_style"
-
-
-def parse_precision(value: Any) -> torch.dtype:
-    text = {"32": "32", "fp32": "32", "float32": "32", "16": "fp16", "float16": "fp16", "bfloat16": "bf16"}.get(
-        str(value).lower(), str(value).lower()
-    )
-    if text not in PRECISIONS:
-        raise FastStyleError(f"precision={value!r} is not supported: use 32, bf16 or fp16")
-    return PRECISIONS[text]
 
 
 def stylizer_from_weights(state: dict[str, torch.Tensor], info: dict[str, Any], source: Path) -> Stylizer:
@@ -62,16 +57,24 @@ class Backend:
 
     kind = "checkpoint"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, compile: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        compile: bool = False,
+        fast_kernels: bool | None = None,
+    ) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         self._eager: Stylizer | None = None
         self.compile = compile  # torch.compile the eager network (checkpoint/safetensors only)
+        self.fast_kernels = fast_kernels  # CPU fast paths of the eager network (None: the environment decides)
         self._compiled: nn.Module | None = None
 
     def eager(self) -> Stylizer:
         """The eager PyTorch stylizer (on ``device``), rebuilt from this file's weights."""
         if self._eager is None:
-            self._eager = self._load_eager().to(self.device)
+            self._eager = use_fast_kernels(self._load_eager(), self.fast_kernels).to(self.device)
             if self.dtype != torch.float32:
                 self._eager = for_reduced_precision(self._eager, self.dtype)
         return self._eager
@@ -130,21 +133,21 @@ class SafetensorsBackend(Backend):
 class TorchScriptBackend(Backend):
     kind = "torchscript"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__(path, device, dtype)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         extra = {f"{INFO_KEY}.json": ""}
         try:
             with warnings.catch_warnings():  # "torch.jit is deprecated": still the portable format
                 warnings.simplefilter("ignore", FutureWarning)
-                self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
+                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra).eval()
         except Exception as exc:
             raise FastStyleError(
-                f"cannot load TorchScript file {path} ({type(exc).__name__}): it is damaged or not TorchScript; "
+                f"cannot load TorchScript file {self.path} ({type(exc).__name__}): it is damaged or not TorchScript; "
                 "re-export it with scripts/export.py"
             ) from exc
         self.info = json.loads(extra[f"{INFO_KEY}.json"] or "{}")
-        if dtype != torch.float32:
-            self.module = for_reduced_precision(self.module, dtype)
+        if self.dtype != torch.float32:
+            self.module = for_reduced_precision(self.module, self.dtype)
 
     def _load_eager(self) -> Stylizer:
         state = {k: v.float().cpu() for k, v in self.module.state_dict().items()}
@@ -157,13 +160,14 @@ class TorchScriptBackend(Backend):
 class OnnxBackend(Backend):
     kind = "onnx"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__(path, device, dtype)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        path, device = self.path, self.device
         import onnxruntime as ort
 
-        if dtype != torch.float32:
+        if self.dtype != torch.float32:
             raise FastStyleError(
-                f"precision={dtype} applies to .ckpt and TorchScript models; {path.name} runs in float32: drop precision="
+                f"precision={self.dtype} applies to .ckpt and TorchScript models; {path.name} runs in float32: drop precision="
             )
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
@@ -198,28 +202,35 @@ class OnnxBackend(Backend):
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
+BACKENDS = {"checkpoint": Backend, "safetensors": SafetensorsBackend, "torchscript": TorchScriptBackend}
+BACKENDS["onnx"] = OnnxBackend
+
+
 def load_backend(
-    path: str | Path, device: torch.device | str = "cpu", precision: Any = "32", compile: bool = False
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    precision: str = "32",
+    compile: bool = False,
+    fast_kernels: bool | None = None,
 ) -> Backend:
-    """Open a stylizer file; the runtime follows the suffix (``.ckpt``, ``.onnx``, ``.pt``/``.ts``,
-    ``.safetensors``). ``compile`` applies ``torch.compile`` to ``.ckpt``/``.safetensors`` models
-    (a one-off ~20 s that pays for itself on folders and videos). One-line ``FastStyleError`` for
-    missing, damaged or unknown files."""
+    """Open an existing stylizer file; the runtime follows the suffix (``.ckpt``, ``.onnx``,
+    ``.pt``/``.ts``, ``.safetensors``), or the content when the suffix says nothing. ``precision``:
+    32, bf16 or fp16 (or a spelling ``STYLIZE_PRECISIONS`` knows). ``compile`` applies
+    ``torch.compile`` to ``.ckpt``/``.safetensors`` models (a one-off ~20 s that pays for itself on
+    folders and videos). One-line ``FastStyleError`` for damaged or unknown files."""
     path = Path(path).expanduser()
-    device = torch.device(device)
-    dtype = parse_precision(precision)
     kind = SUFFIXES.get(path.suffix.lower())
+    if kind in (None, "checkpoint"):
+        kind = CONTENT_KINDS.get(file_kind(path))
     if kind is None:
         raise FastStyleError(
-            f"ckpt={path} has unsupported extension {path.suffix!r}: pass a .ckpt, .onnx, .pt/.ts (TorchScript) "
-            "or .safetensors file"
+            f"{path.name} is not a PyTorch checkpoint, ONNX, TorchScript or safetensors file: "
+            "pass ckpt=<a .ckpt from train.py or its .onnx, .torchscript.pt or .safetensors export>"
         )
-    if not path.is_file():
-        raise FastStyleError(f"model file {path} does not exist: pass ckpt=<a .ckpt, .onnx, .pt or .safetensors file>")
     if compile and kind not in ("checkpoint", "safetensors"):
         raise FastStyleError(f"compile=true applies to .ckpt and .safetensors models, not {path.name}: drop compile=")
+    dtype = DTYPES[STYLIZE_PRECISIONS[str(precision).lower()]]
+    backend = BACKENDS[kind](path, torch.device(device), dtype, compile, fast_kernels)
     if kind in ("checkpoint", "safetensors"):
-        backend = (Backend if kind == "checkpoint" else SafetensorsBackend)(path, device, dtype, compile)
         backend.eager()  # load now: a damaged file fails before any output is written
-        return backend
-    return {"onnx": OnnxBackend, "torchscript": TorchScriptBackend}[kind](path, device, dtype)
+    return backend

@@ -8,58 +8,23 @@ device. A file that cannot be decoded is skipped and reported, never fatal.
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import numpy as np
+import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from fast_style.errors import FastStyleError
-from fast_style.images import atomic_write, decode_rgb, list_images
-
-SOURCES = ("hub", "folder", "packed")
-
-
-def resize_crop(image: Image.Image, size: int, rng: random.Random | None) -> torch.Tensor:
-    """Resize the shorter side to ``size`` and crop a ``size`` square -> uint8 ``(3, size, size)``.
-
-    ``rng=None`` takes the centre crop (deterministic), otherwise a random crop.
-    """
-    width, height = image.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    if rng is None:
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-    else:
-        left, top = rng.randint(0, new_w - size), rng.randint(0, new_h - size)
-    array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-
-def decode_photo(source: Any) -> Image.Image:
-    """A path, raw bytes, a PIL image or a HF ``Image`` feature dict -> RGB PIL image (raises on bad data)."""
-    if isinstance(source, dict):  # HF Image(decode=False): {"bytes": ..., "path": ...}
-        source = source.get("bytes") or source.get("path")
-    if isinstance(source, (bytes, bytearray)):
-        source = io.BytesIO(source)
-    if isinstance(source, Image.Image):
-        return decode_rgb(source)
-    with Image.open(source) as image:
-        image.load()
-        if min(image.size) < 1:
-            raise ValueError("empty image")
-        return decode_rgb(image)
+from fast_style.files import atomic_write
+from fast_style.images import crop_or_reason, list_images
+from fast_style.train.packed import PackedPhotos
 
 
 class FolderPhotos(Dataset):
-    """Map-style dataset over image files; ``None`` for a file that cannot be decoded."""
+    """Map-style dataset over image files; a description string for a file that cannot be decoded."""
 
     def __init__(self, files: list[Path], image_size: int, random_crop: bool = True) -> None:
         self.files, self.image_size, self.random_crop = files, image_size, random_crop
@@ -68,14 +33,10 @@ class FolderPhotos(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor | str:
-        path = self.files[index]
-        try:
-            # Crops draw from the global stream, which seed_everything seeds per worker and
-            # checkpointing.RNGState restores on resume: runs are repeatable, resumes do not replay.
-            rng = random.Random(random.getrandbits(64)) if self.random_crop else None
-            return resize_crop(decode_photo(path), self.image_size, rng)
-        except Exception as exc:  # broken file: report it, keep training
-            return f"{path} ({type(exc).__name__})"
+        # Crops draw from the global stream, which seed_everything seeds per worker and
+        # callbacks.RNGState restores on resume: runs are repeatable, resumes do not replay.
+        rng = random.Random(random.getrandbits(64)) if self.random_crop else None
+        return crop_or_reason(self.files[index], self.image_size, rng, str(self.files[index]))
 
 
 class StreamedPhotos(IterableDataset):
@@ -94,10 +55,7 @@ class StreamedPhotos(IterableDataset):
         worker = get_worker_info()
         rng = random.Random(hash((self.seed, self.epoch, worker.id if worker else -1)))
         for index, example in enumerate(self.hf_dataset):
-            try:
-                yield resize_crop(decode_photo(example[self.image_column]), self.image_size, rng)
-            except Exception as exc:
-                yield f"example {index} of the stream ({type(exc).__name__})"
+            yield crop_or_reason(example[self.image_column], self.image_size, rng, f"example {index} of the stream")
 
 
 def collate_photos(items: list[torch.Tensor | str] | torch.Tensor) -> dict[str, Any]:
@@ -128,10 +86,11 @@ def write_skipped_report(skipped: Iterable[str], run_dir: str | Path) -> str | N
     return f"skipped {len(entries)} unreadable {noun} (see {path})"
 
 
-class PhotoDataModule(L.LightningDataModule):
+class PhotoDataModule(pl.LightningDataModule):
     """Content photos for training.
 
-    Args:
+    Args (``configs/data/*.yaml``; types, defaults and allowed values: ``fast_style.config.schema``,
+    checked before this is built):
         source: ``hub`` (``datasets.load_dataset(path, name, split, data_files, streaming)``, e.g.
             COCO streamed from the Hub, or local parquet/image files through the same call),
             ``folder`` (every image under ``root``) or ``packed`` (``scripts/prepare_data.py`` output at ``path``).
@@ -154,11 +113,8 @@ class PhotoDataModule(L.LightningDataModule):
         streaming: bool = True,
         shuffle_buffer: int = 1000,
         seed: int = 0,
-        num_samples: int = 4,
     ) -> None:
         super().__init__()
-        if source not in SOURCES:
-            raise FastStyleError(f"data.source={source!r} is unknown: use one of {', '.join(SOURCES)}")
         self.source, self.image_size, self.batch_size, self.num_workers = source, image_size, batch_size, num_workers
         self.root, self.path, self.name, self.split, self.data_files = root, path, name, split, data_files
         self.image_column, self.streaming, self.shuffle_buffer, self.seed = (
@@ -167,19 +123,12 @@ class PhotoDataModule(L.LightningDataModule):
             shuffle_buffer,
             seed,
         )
-        self.num_samples = num_samples
         self.streaming_shuffle = True
         self.dataset: Dataset | IterableDataset | None = None
 
     # -- building -----------------------------------------------------------------------------
     def _folder_files(self) -> list[Path]:
-        if not self.root:
-            raise FastStyleError("data=folder needs data.root=/path/to/photos")
         root = Path(self.root).expanduser()
-        if not root.is_dir():
-            raise FastStyleError(
-                f"data.root={root} is not a folder: point it at a folder of photos (e.g. COCO train2014)"
-            )
         files = list_images(root)
         if not files:
             raise FastStyleError(f"data.root={root} holds no image files (.jpg, .png, ...): add photos or fix the path")
@@ -188,10 +137,6 @@ class PhotoDataModule(L.LightningDataModule):
     def _hub_dataset(self, rank: int = 0, world_size: int = 1):
         import datasets
 
-        if not self.path:
-            raise FastStyleError(
-                "data.source=hub needs data.path (a Hub dataset id such as detection-datasets/coco, or 'parquet' with data.data_files)"
-            )
         try:
             hf = datasets.load_dataset(
                 self.path, self.name, split=self.split, data_files=self.data_files, streaming=self.streaming
@@ -215,19 +160,15 @@ class PhotoDataModule(L.LightningDataModule):
             hf = hf.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
         return hf
 
-    def _packed_dataset(self, augment: bool = True):
-        from fast_style.packed import PackedPhotos
-
+    def _packed_dataset(self, augment: bool = True) -> PackedPhotos:
         return PackedPhotos(self.path, self.image_size, augment=augment)
 
     def iter_sources(self) -> tuple[Iterator[tuple[Any, str]], int | None]:
         """Every raw photo of the source, in order, as ``(path | bytes | HF image, description)``,
-        and the count when known. For ``scripts/prepare_data.py``."""
+        and the count when known. For ``scripts/prepare_data.py`` (``data=folder`` or a Hub source)."""
         if self.source == "folder":
             files = self._folder_files()
             return ((f, str(f)) for f in files), len(files)
-        if self.source == "packed":
-            raise FastStyleError("data=packed is already packed: pack from data=folder or data=coco")
         self.streaming_shuffle = False
         hf = self._hub_dataset()
         total = len(hf) if hasattr(hf, "__len__") and not self.streaming else None
@@ -263,37 +204,29 @@ class PhotoDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def sample_images(self) -> torch.Tensor:
-        """Fixed centre crops ``uint8 (N, 3, S, S)`` of the first decodable photos, for visual checks."""
+    def sample_images(self, count: int = 4) -> torch.Tensor:
+        """Fixed centre crops ``uint8 (count, 3, S, S)`` of the first decodable photos, for visual checks."""
         if self.source == "folder":
             files = self._folder_files()
-            stride = max(1, len(files) // max(1, self.num_samples))  # spread over the folder
+            stride = max(1, len(files) // max(1, count))  # spread over the folder
             files = files[::stride] + [f for i, f in enumerate(files) if i % stride]
             photos = FolderPhotos(files, self.image_size, random_crop=False)
             candidates = (photos[i] for i in range(len(files)))
         elif self.source == "packed":
             dataset = self._packed_dataset(augment=False)
-            candidates = (dataset[i] for i in range(min(len(dataset), self.num_samples)))
+            candidates = (dataset[i] for i in range(min(len(dataset), count)))
         else:
             hf = self._hub_dataset()
             candidates = (
-                _decode_or_none(example[self.image_column], self.image_size)
-                for example in hf.take(4 * self.num_samples)
+                crop_or_reason(example[self.image_column], self.image_size, None, "") for example in hf.take(4 * count)
             )
         images = []
         for item in candidates:
             if isinstance(item, torch.Tensor):
                 images.append(item)
-            if len(images) == self.num_samples:
+            if len(images) == count:
                 break
         return torch.stack(images) if images else torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
-
-
-def _decode_or_none(source: Any, size: int) -> torch.Tensor | None:
-    try:
-        return resize_crop(decode_photo(source), size, None)
-    except Exception:
-        return None
 
 
 class _MapHFPhotos(Dataset):
@@ -304,9 +237,5 @@ class _MapHFPhotos(Dataset):
         return len(self.hf_dataset)
 
     def __getitem__(self, index: int) -> torch.Tensor | str:
-        try:
-            return resize_crop(
-                decode_photo(self.hf_dataset[index][self.image_column]), self.image_size, random.Random()
-            )
-        except Exception as exc:
-            return f"example {index} ({type(exc).__name__})"
+        image = self.hf_dataset[index][self.image_column]
+        return crop_or_reason(image, self.image_size, random.Random(), f"example {index}")

@@ -1,34 +1,92 @@
-"""The feed-forward transformer net of Johnson, Alahi & Fei-Fei (2016).
+"""CPU fast paths for the transformer net, and the switch that turns them on and off.
 
-Changes from the paper, all standard by now:
-- instance norm (Ulyanov et al. 2016) instead of batch norm: far better stylization;
-- nearest-neighbour upsampling followed by a convolution instead of transposed convolutions:
-  no checkerboard artifacts (Odena et al. 2016);
-- reflection padding everywhere instead of zeros: no dark or bright frame at the borders.
+``fast_style.model.networks`` is built from plain ``torch.nn`` layers. ``use_fast_kernels(net)``
+swaps three of them, in place, for subclasses with the same parameters (so state dicts, and
+checkpoints, do not change) that run faster on CPUs in bf16/fp16 channels-last:
 
-Three layers are re-implemented for CPU speed, with the same parameters and results as their
-``torch.nn`` parents (so state dicts are plain): the instance norm keeps channels-last tensors in
-their layout, the reflection pad stays in the input's dtype under autocast, and the 3-channel
-output convolution runs phase-split (see each class). Together with the loss's own changes they
-took a bf16 training step on a 2-core CPU from 1.8x to 3.1x the plain fp32 loop
-(docs/performance.md); exports, CUDA and fp32 use the plain PyTorch ops.
+- ``FastReflectionPad2d``: pads in the input's dtype under autocast (no fp32 round trip);
+- ``FastInstanceNorm2d``: keeps channels-last tensors channels-last; bf16/fp16 ones go through
+  fused channels-last kernels (the private ops ``torch.native_group_norm`` and
+  ``aten::native_batch_norm_backward``; without them it falls back to the plain op);
+- ``FewOutputsConv2d``: the 3-channel output convolution computed phase-split (2x2 pixel unshuffle).
 
-Tensor contract: ``TransformerNet`` takes RGB images ``(B, 3, H, W)`` on the [0, 1] scale and
-returns ``(B, 3, H, W)`` on the same scale *unclamped* (training sees the raw values; the
-stylizers in ``inference`` and ``export`` clamp). Any H, W >= 5 works, odd sizes included: the
-input is padded to a multiple of 4 for the two stride-2 stages and the output is cropped back.
+Together with the loss's own changes they took a bf16 training step on a 2-core CPU from 1.8x to
+3.1x the plain fp32 loop (docs/performance.md). Every other input (CUDA, NCHW, fp32 without
+autocast, exports, TorchScript) runs the plain op inside them, and exports swap them out first.
+
+The switch: the ``fast_kernels`` key of the train and stylize configs (``fast_kernels=false``), or
+for any caller the environment variable ``FAST_STYLE_FAST_KERNELS=0``, which is what the key
+follows when it is left at ``null``. Both paths compute the same function (tests/test_networks.py).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+ENV_VAR = "FAST_STYLE_FAST_KERNELS"
 
-class ReflectionPad2d(nn.ReflectionPad2d):
+
+def _private_ops_available() -> bool:
+    try:
+        return hasattr(torch, "native_group_norm") and hasattr(torch.ops.aten.native_batch_norm_backward, "out")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# The channels-last instance norm needs these; a PyTorch build without them gets the plain op.
+PRIVATE_OPS = _private_ops_available()
+
+
+def enabled(setting: bool | None = None) -> bool:
+    """``setting`` if given, else ``$FAST_STYLE_FAST_KERNELS`` (on unless 0, false, no or off)."""
+    if setting is not None:
+        return bool(setting)
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def use_fast_kernels(module: nn.Module, setting: bool | None = None) -> nn.Module:
+    """Swap the fast layers into ``module`` (or, when the switch is off, back out); returns it.
+
+    In place, by changing each layer's class: parameters, buffers and state-dict keys stay as
+    they are, so an optimizer built before or after keeps working and checkpoints stay plain.
+    """
+    on = enabled(setting)
+    for layer in module.modules():
+        if on:
+            fast = _fast_class(layer)
+            if fast is not None:
+                layer.__class__ = fast
+        elif type(layer) in _PLAIN:
+            layer.__class__ = _PLAIN[type(layer)]
+    return module
+
+
+def _fast_class(layer: nn.Module) -> type[nn.Module] | None:
+    kind = type(layer)
+    if kind is nn.ReflectionPad2d:
+        return FastReflectionPad2d
+    if kind is nn.InstanceNorm2d and layer.affine and not layer.track_running_stats:
+        return FastInstanceNorm2d
+    if (
+        kind is nn.Conv2d
+        and layer.out_channels <= 4  # CPU kernels compute 16 outputs per block anyway
+        and layer.stride == (1, 1)
+        and layer.padding == (0, 0)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+        and layer.kernel_size[0] == layer.kernel_size[1]
+        and layer.kernel_size[0] % 2 == 1
+    ):
+        return FewOutputsConv2d
+    return None
+
+
+class FastReflectionPad2d(nn.ReflectionPad2d):
     """Reflection padding in the input's own dtype.
 
     CPU autocast lists ``reflection_pad2d`` as an fp32 op, so under bf16 autocast every pad would
@@ -49,24 +107,22 @@ def _pad_outside_autocast(x: torch.Tensor, padding: tuple[int, int, int, int]) -
         return F.pad(x, padding, mode="reflect")
 
 
-class InstanceNorm2d(nn.InstanceNorm2d):
+class FastInstanceNorm2d(nn.InstanceNorm2d):
     """Affine instance norm (fp32 statistics) that keeps channels-last tensors channels-last.
 
     ``(B, C, H, W)`` -> same shape and dtype. PyTorch's kernel views its input as
     ``(1, B*C, H, W)`` and always returns NCHW, so around every norm of a channels-last net the
     activations and their gradients were copied to NCHW and back (~10% of a CPU training step).
-    Channels-last bf16/fp16 CPU tensors go through ``_ChannelsLastInstanceNorm`` instead. Everything
+    Channels-last bf16/fp16 CPU tensors go through ``_ChannelsLastInstanceNorm`` instead (when
+    this PyTorch has the private ops it needs, see ``PRIVATE_OPS``). Everything
     else takes the native op: CUDA, NCHW, exports (ONNX gets ``InstanceNormalization``) and fp32,
     where the native kernel's rounding does not depend on the thread count (the multi-threaded
     channels-last reductions' does, which a DDP process with fewer threads would see).
     """
 
-    def __init__(self, channels: int) -> None:
-        super().__init__(channels, affine=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if _cpu_fast_path(x, autocast_counts=False):
+            if _cpu_fast_path(x, autocast_counts=False) and PRIVATE_OPS:
                 return _channels_last_instance_norm(x, self.weight, self.bias, self.eps)
             if not torch.compiler.is_exporting() and _is_channels_last(x):
                 y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
@@ -141,11 +197,6 @@ class FewOutputsConv2d(nn.Conv2d):
 
     PHASES = 2  # pixel-unshuffle factor
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, bias=bias)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
             if _cpu_fast_path(x, autocast_counts=True) and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0:
@@ -183,96 +234,4 @@ def _phase_kernel_layout(shape: torch.Size, s: int, device: torch.device) -> tup
     return index.reshape(phase_shape), valid.reshape(phase_shape)
 
 
-class ConvNormAct(nn.Sequential):
-    """Reflection pad -> conv -> instance norm -> ReLU (norm and ReLU optional)."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        norm: bool = True,
-        relu: bool = True,
-    ) -> None:
-        layers: list[nn.Module] = [
-            ReflectionPad2d(kernel_size // 2),
-            # A bias before instance norm is subtracted right away with the mean: leave it out
-            # (its gradient is zero, so it would only collect rounding noise).
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=not norm)
-            if out_channels > 4 or stride != 1 or kernel_size % 2 == 0
-            else FewOutputsConv2d(in_channels, out_channels, kernel_size, bias=not norm),
-        ]
-        if norm:
-            layers.append(InstanceNorm2d(out_channels))
-        if relu:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 conv + norm layers with an identity shortcut (no ReLU after the sum)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            ConvNormAct(channels, channels, 3),
-            ConvNormAct(channels, channels, 3, relu=False),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class UpsampleConv(nn.Sequential):
-    """Nearest x2 upsample then a stride-1 ConvNormAct (instead of a transposed conv)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
-        super().__init__(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            ConvNormAct(in_channels, out_channels, kernel_size),
-        )
-
-
-class TransformerNet(nn.Module):
-    """Image transformation network.
-
-    Args:
-        channels: width of the first stage; the two downsampled stages use 2x and 4x this
-            (paper: 32 -> 64 -> 128).
-        residual_blocks: number of residual blocks at 1/4 resolution (paper: 5).
-    """
-
-    def __init__(self, channels: int = 32, residual_blocks: int = 5) -> None:
-        super().__init__()
-        if channels < 1 or residual_blocks < 0:
-            raise ValueError(f"channels must be >= 1 and residual_blocks >= 0, got {channels}, {residual_blocks}")
-        self.config = {"channels": int(channels), "residual_blocks": int(residual_blocks)}
-        c = channels
-        self.encoder = nn.Sequential(
-            ConvNormAct(3, c, 9),
-            ConvNormAct(c, 2 * c, 3, stride=2),
-            ConvNormAct(2 * c, 4 * c, 3, stride=2),
-        )
-        self.residuals = nn.Sequential(*(ResidualBlock(4 * c) for _ in range(residual_blocks)))
-        self.decoder = nn.Sequential(
-            UpsampleConv(4 * c, 2 * c),
-            UpsampleConv(2 * c, c),
-            ConvNormAct(c, 3, 9, norm=False, relu=False),
-        )
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` on the [0, 1] scale, unclamped."""
-        height, width = images.shape[-2:]
-        # Two stride-2 stages: pad to a multiple of 4 so the decoder lands on the input size.
-        # Replicate (not reflect) so that even 1-3 pixels of padding never exceed the image.
-        pad_h, pad_w = (-height) % 4, (-width) % 4
-        # Always pad (possibly by 0): no shape-dependent branch, so exports stay dynamic.
-        x = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self.decoder(self.residuals(self.encoder(x)))
-        return y[..., :height, :width]
-
-
-def strip_compile_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove the ``_orig_mod.`` that ``torch.compile`` wrappers add to every key."""
-    return {key.replace("_orig_mod.", ""): value for key, value in state_dict.items()}
+_PLAIN = {FastReflectionPad2d: nn.ReflectionPad2d, FastInstanceNorm2d: nn.InstanceNorm2d, FewOutputsConv2d: nn.Conv2d}

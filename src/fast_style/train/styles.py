@@ -1,28 +1,23 @@
-"""Style images: a local path, or a URL + sha256 downloaded once into a cache and verified."""
+"""Style paintings: a local file, or a URL + sha256 downloaded once into a cache and verified."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import urllib.request
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 from fast_style.errors import FastStyleError
-from fast_style.images import atomic_write
+from fast_style.files import atomic_write, sha256_of
+from fast_style.images import load_image
 
 
 def cache_dir() -> Path:
     """``$FAST_STYLE_CACHE`` or ``~/.cache/fast_style``."""
     return Path(os.environ.get("FAST_STYLE_CACHE", Path.home() / ".cache" / "fast_style")).expanduser()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cached_style_path(url: str, sha256: str) -> Path:
@@ -31,28 +26,18 @@ def cached_style_path(url: str, sha256: str) -> Path:
 
 
 def resolve_style_image(image: str | None, url: str | None, sha256: str | None, name: str = "style") -> Path:
-    """Return a local, verified file for a style config.
+    """Return a local, verified file for a (validated) style config.
 
     ``image`` (a local path) wins; otherwise ``url`` is downloaded into the cache once and its
     sha256 checked on every use, so a corrupted or swapped file is never trained on.
     """
     if image:
         path = Path(image).expanduser()
-        if not path.is_file():
-            raise FastStyleError(
-                f"style image {path} does not exist: fix style.image or pick a built-in style, e.g. style=starry_night"
-            )
         if sha256 and sha256_of(path) != sha256:
             raise FastStyleError(
                 f"style image {path} does not match style.sha256={sha256}: use the right file or set style.sha256=null"
             )
         return path
-    if not url:
-        raise FastStyleError(f"style {name!r} names no image: set style.image=/path/to/painting.jpg")
-    if not sha256:
-        raise FastStyleError(
-            f"style {name!r} has a URL but no sha256: set style.sha256 so the download can be verified"
-        )
     path = cached_style_path(url, sha256)
     if path.is_file():
         actual = sha256_of(path)
@@ -80,3 +65,15 @@ def resolve_style_image(image: str | None, url: str | None, sha256: str | None, 
 def _download(url: str, destination: Path) -> None:
     with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
         shutil.copyfileobj(response, out)
+
+
+def load_style_image(style) -> torch.Tensor:
+    """The painting of a ``style`` config as ``(1, 3, H, W)`` in [0, 1], its longer side resized to ``style.size``."""
+    path = resolve_style_image(style.get("image"), style.get("url"), style.get("sha256"), style.get("name", "style"))
+    image = load_image(path)
+    if style.get("size"):
+        h, w = image.shape[-2:]
+        scale = style.size / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        image = F.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
+    return image.clamp(0, 1)[None]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fast_style.networks import TransformerNet
+from fast_style.model.networks import TransformerNet
 
 # Stride of the network: tiles start on multiples of it so their downsampling grid matches the
 # untiled run's (the Stylizer's replicate margin of 8 is itself a multiple of 4).

@@ -1,58 +1,39 @@
-"""``train(cfg)``: everything ``python train.py`` does, from a composed Hydra config."""
+"""``train(cfg)``: everything ``python train.py`` does, from a validated config (see the README's data flow)."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from fast_style.allocator import keep_freed_memory
-from fast_style.callbacks import SampleImages, Throughput
-from fast_style.checkpointing import (
-    AtomicCheckpointIO,
-    GracefulStop,
-    RNGState,
-    check_resume_checkpoint,
-    remove_partial_files,
-    resume_checkpoint,
-)
-from fast_style.data import write_skipped_report
 from fast_style.errors import FastStyleError
-from fast_style.export import export_checkpoint
-from fast_style.images import atomic_write, list_images, load_image
-from fast_style.inference import Stylizer
-from fast_style.loggers import finish_loggers
-from fast_style.module import StyleTransferModule
-from fast_style.perceptual import PerceptualLoss
-from fast_style.styles import resolve_style_image
-from fast_style.validation import resume_mode, validate_train_config
-
-
-def load_style_image(style: DictConfig) -> torch.Tensor:
-    """The style painting as ``(1, 3, H, W)`` in [0, 1], its longer side resized to ``style.size``."""
-    path = resolve_style_image(style.get("image"), style.get("url"), style.get("sha256"), style.get("name", "style"))
-    image = load_image(path)
-    if style.get("size"):
-        h, w = image.shape[-2:]
-        scale = style.size / max(h, w)
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        image = torch.nn.functional.interpolate(
-            image[None], size=size, mode="bicubic", antialias=True, align_corners=False
-        )[0]
-    return image.clamp(0, 1)[None]
+from fast_style.files import atomic_write
+from fast_style.images import list_images
+from fast_style.infer.export import export_checkpoint
+from fast_style.infer.stylizer import Stylizer
+from fast_style.model.cpu_kernels import use_fast_kernels
+from fast_style.model.perceptual import PerceptualLoss
+from fast_style.train.allocator import keep_freed_memory
+from fast_style.train.callbacks import GracefulStop, RNGState, SampleImages, Throughput
+from fast_style.train.checkpoint_io import AtomicCheckpointIO, remove_partial_files
+from fast_style.train.console import quiet_lightning
+from fast_style.train.data import write_skipped_report
+from fast_style.train.loggers import finish_loggers
+from fast_style.train.module import StyleTransferModule
+from fast_style.train.resume import check_resume_checkpoint, keep_csv_history, resume_checkpoint, resume_mode
+from fast_style.train.styles import load_style_image
 
 
 def build_module(cfg: DictConfig) -> StyleTransferModule:
-    net = instantiate(cfg.model)
+    net = use_fast_kernels(instantiate(cfg.model), cfg.fast_kernels)
     loss = PerceptualLoss(
         load_style_image(cfg.style),
         content_layers=list(cfg.perceptual.content_layers),
@@ -62,16 +43,16 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         content_weight=cfg.loss.content_weight,
         style_weight=cfg.loss.style_weight * cfg.style.get("style_weight_factor", 1.0),
         tv_weight=cfg.loss.tv_weight,
-        pixel_weight=cfg.loss.get("pixel_weight", 0.0),
-        normalize=cfg.loss.get("normalize", False),
-        style_layer_weights=cfg.loss.get("style_layer_weights"),
+        pixel_weight=cfg.loss.pixel_weight,
+        normalize=cfg.loss.normalize,
+        style_layer_weights=cfg.loss.style_layer_weights,
     )
     metadata = {"style": cfg.style.get("name"), "config": OmegaConf.to_container(cfg, resolve=True)}
     return StyleTransferModule(
         net,
         loss,
         optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
         metadata=metadata,
         channels_last=cfg.channels_last,
         compile=cfg.compile,
@@ -80,19 +61,19 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
 
 def train(cfg: DictConfig) -> float:
     """Train, save ``final.ckpt`` into the run directory, print its path, return the final loss."""
-    validate_train_config(cfg)
+    quiet_lightning()
     run_dir = Path(cfg.run_dir)
-    ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), resume_mode(cfg), run_dir)
+    ckpt_path = resume_checkpoint(cfg.ckpt_path, resume_mode(cfg), run_dir)
     if ckpt_path is not None:  # refuse unsafe, truncated or mismatched files before Lightning loads them
         model_config = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"}
         check_resume_checkpoint(ckpt_path, model_config)
     remove_partial_files(run_dir)  # what a killed checkpoint writer left behind
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     keep_freed_memory()  # glibc: reuse each step's activation memory instead of faulting it in again
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
-    samples = datamodule.sample_images() if cfg.samples.count > 0 else torch.empty(0)
+    samples = datamodule.sample_images(cfg.samples.count) if cfg.samples.count > 0 else torch.empty(0)
     callbacks = [
         ModelCheckpoint(
             dirpath=run_dir,
@@ -106,16 +87,16 @@ def train(cfg: DictConfig) -> float:
             # A step re-run after a resume overwrites its own file instead of adding step_X-v1.ckpt.
             enable_version_counter=False,
         ),
-        SampleImages(samples[: cfg.samples.count], run_dir / "samples", cfg.samples.every_n_steps),
+        SampleImages(samples, run_dir / "samples", cfg.samples.every_n_steps),
         RNGState(),
         graceful := GracefulStop(run_dir / "last.ckpt"),
     ]
-    loggers = [instantiate(logger) for logger in cfg.logger.values()] if cfg.get("logger") else False
+    loggers = [instantiate(logger) for logger in cfg.logger.values()] if cfg.logger else False
     if loggers:
         callbacks += [LearningRateMonitor(logging_interval="step"), Throughput()]
     if ckpt_path is not None:
         keep_csv_history(run_dir, cfg)
-    trainer: L.Trainer = instantiate(
+    trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers,
@@ -127,7 +108,9 @@ def train(cfg: DictConfig) -> float:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         final = run_dir / "final.ckpt"
-        trainer.save_checkpoint(final)  # collective; AtomicCheckpointIO writes it atomically on rank 0
+        # Collective; AtomicCheckpointIO writes it atomically on rank 0. A full checkpoint (optimizer
+        # and loops too): final.ckpt can be continued like last.ckpt.
+        trainer.save_checkpoint(final, weights_only=False)
         if trainer.is_global_zero:
             evaluate_final(module, cfg, samples, loggers or [], trainer.global_step, run_dir)
     except SIGTERMException as exc:
@@ -141,7 +124,7 @@ def train(cfg: DictConfig) -> float:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("loss/")}
     report_skipped(trainer, module, run_dir)
     if trainer.is_global_zero:
-        export_final(final, cfg.get("export"))
+        export_final(final, cfg.export)
         print(f"final checkpoint: {final}")  # stays the last stdout line: scripts read it
     return metrics.get("loss/total", float("nan"))
 
@@ -154,9 +137,8 @@ def evaluate_final(
     so the runs of a sweep can be ranked by numbers."""
     from fast_style.evaluation import judge_for, load_photo, measure_images
 
-    options = cfg.get("evaluate") or {}
-    if options.get("photos"):
-        photos = [load_photo(p, options.get("size")) for p in list_images(options.photos)]
+    if cfg.evaluate.photos:
+        photos = [load_photo(p, cfg.evaluate.size) for p in list_images(cfg.evaluate.photos)]
     else:
         photos = [sample.float().div(255) for sample in samples]  # uint8 crops at the training size
     if not photos:
@@ -175,19 +157,18 @@ def evaluate_final(
     print("quality of the final model: " + ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in flat.items()))
 
 
-def export_final(final: Path, export_cfg: DictConfig | None) -> None:
+def export_final(final: Path, export_cfg: DictConfig) -> None:
     """Export the final model (``export.formats``); a failed export is reported, not fatal: the
     checkpoint is safe and ``scripts/export.py ckpt=...`` can redo it."""
-    formats = list(export_cfg.get("formats") or []) if export_cfg else []
-    if not formats:
+    if not export_cfg.formats:
         return
     try:
-        export_checkpoint(final, formats, export_cfg.get("out_dir"))
+        export_checkpoint(final, list(export_cfg.formats), export_cfg.out_dir)
     except FastStyleError as exc:
         print(f"warning: {exc}; rerun python scripts/export.py ckpt={final}", file=sys.stderr)
 
 
-def report_skipped(trainer: L.Trainer, module: StyleTransferModule, run_dir: Path) -> None:
+def report_skipped(trainer: pl.Trainer, module: StyleTransferModule, run_dir: Path) -> None:
     """Print ``skipped N unreadable files (see <run_dir>/skipped_files.txt)`` once, on rank 0.
 
     Every rank reads different files, so the lists are merged before counting.
@@ -201,14 +182,3 @@ def report_skipped(trainer: L.Trainer, module: StyleTransferModule, run_dir: Pat
         summary = write_skipped_report(skipped, run_dir)
         if summary:
             print(summary)
-
-
-def keep_csv_history(run_dir: Path, cfg: DictConfig) -> None:
-    """Lightning's CSVLogger deletes an existing metrics.csv: keep it as metrics_<n>.csv when resuming."""
-    if not cfg.get("logger") or "csv" not in cfg.logger:
-        return
-    logs = Path(cfg.logger.csv.save_dir) / str(cfg.logger.csv.name) / str(cfg.logger.csv.get("version") or "")
-    current = logs / "metrics.csv"
-    if current.is_file():
-        index = 1 + sum(1 for _ in logs.glob("metrics_*.csv"))
-        os.replace(current, logs / f"metrics_{index}.csv")

@@ -1,0 +1,1 @@
+"""Training with PyTorch Lightning: module, data, callbacks, checkpoint IO, loggers, styles, resume."""
