@@ -4,7 +4,8 @@ Safety defaults (see README, "Try styles in a browser"): the server binds 127.0.
 ``host=`` says otherwise and then requires ``auth=``; it never opens a share link; models are
 picked by name from the configured list; uploads above ``max_upload_mb`` are refused by Gradio's
 upload route and again here before decoding, photos above ``max_megapixels`` after reading their
-header; every upload is deleted as soon as it has been read (before the network runs), results after
+header; every uploaded file is deleted as soon as it has been read (before the network runs; the
+bytes of the last few stay in memory for ``result_minutes``, see ``UploadReader``), results after
 ``result_minutes``, and the server's private temporary folder when it stops. Errors are one line
 on the page (or an ``AppError`` in ``gradio_client``), never a stack trace.
 """
@@ -14,12 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import io
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import ImageData
 
 from fast_style.errors import FastStyleError
 from fast_style.webapp.service import OUTPUT_SIZES, STROKE_SCALE, WEBCAM_SIZES, StyleService
@@ -63,37 +69,74 @@ def guarded(function: Callable) -> Callable:
     return wrapper
 
 
-def read_upload(service: StyleService, upload_root: Path, payload: Any) -> Any:
+class UploadReader:
     """Replaces ``gr.Image.preprocess``: the uploaded file (or data URL) -> RGB PIL image.
 
-    Sizes are checked before decoding; the uploaded file is deleted once read, whatever happens.
+    Sizes are checked before decoding. The uploaded file is deleted from disk as soon as it has
+    been read, whatever happens next. Gradio names an upload after its content's SHA-256, so two
+    uploads of the same photo (a second click on "Stylize", or two visitors) share one path: the
+    bytes of the last few uploads stay in memory, keyed by that path, for ``keep_s`` seconds,
+    so that the second request finds them after the first one deleted the file.
     """
-    if payload is None:
-        return None
-    path = Path(payload.path) if getattr(payload, "path", None) else None
-    try:
-        url = getattr(payload, "url", None) or ""
-        if url.startswith("data:"):  # webcam frames and clients that inline the image
-            encoded = url.partition(",")[2]
-            service.check_upload_size(len(encoded) * 3 // 4)
-            try:
-                data = base64.b64decode(encoded, validate=False)
-            except (binascii.Error, ValueError):
-                raise FastStyleError("the image data is not valid base64: send the file itself") from None
-        elif path is not None:
-            service.check_upload_size(path.stat().st_size)
+
+    def __init__(self, service: StyleService, upload_root: Path, keep_s: float, entries: int = 8) -> None:
+        self.service, self.upload_root, self.keep_s, self.entries = service, upload_root, keep_s, entries
+        self._recent: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _remember(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._recent[key] = (time.monotonic() + self.keep_s, data)
+            self._recent.move_to_end(key)
+            while len(self._recent) > self.entries:
+                self._recent.popitem(last=False)
+
+    def _recall(self, key: str) -> bytes | None:
+        with self._lock:
+            now = time.monotonic()
+            for old in [k for k, (expiry, _) in self._recent.items() if expiry < now]:
+                del self._recent[old]
+            entry = self._recent.get(key)
+            return entry[1] if entry else None
+
+    def _read_file(self, path: Path) -> bytes:
+        key = str(path.resolve())
+        try:
+            self.service.check_upload_size(path.stat().st_size)
             data = path.read_bytes()
-        else:
-            raise FastStyleError("no image received: upload or paste a photo")
-        return service.open_photo(data)
-    except FastStyleError as exc:
-        raise _user_error(str(exc)) from None
-    except OSError as exc:
-        raise _user_error(f"cannot read the upload ({type(exc).__name__}): send it again") from None
-    finally:
-        if path is not None and path.resolve().is_relative_to(upload_root):
-            path.unlink(missing_ok=True)  # nothing uploaded is kept
-            _remove_empty(path.parent, upload_root)
+        except FileNotFoundError:
+            data = self._recall(key)
+            if data is None:
+                raise FastStyleError("the photo is no longer on the server: upload it again") from None
+            return data
+        finally:
+            if path.resolve().is_relative_to(self.upload_root):
+                path.unlink(missing_ok=True)  # nothing uploaded stays on disk
+                _remove_empty(path.parent, self.upload_root)
+        self._remember(key, data)
+        return data
+
+    def __call__(self, payload: Any) -> Any:
+        if payload is None:
+            return None
+        try:
+            url = getattr(payload, "url", None) or ""
+            if url.startswith("data:"):  # webcam frames and clients that inline the image
+                encoded = url.partition(",")[2]
+                self.service.check_upload_size(len(encoded) * 3 // 4)
+                try:
+                    data = base64.b64decode(encoded, validate=False)
+                except (binascii.Error, ValueError):
+                    raise FastStyleError("the image data is not valid base64: send the file itself") from None
+            elif getattr(payload, "path", None):
+                data = self._read_file(Path(payload.path))
+            else:
+                raise FastStyleError("no image received: upload or paste a photo")
+            return self.service.open_photo(data)
+        except FastStyleError as exc:
+            raise _user_error(str(exc)) from None
+        except OSError as exc:
+            raise _user_error(f"cannot read the upload ({type(exc).__name__}): send it again") from None
 
 
 def _remove_empty(folder: Path, root: Path) -> None:
@@ -104,10 +147,28 @@ def _remove_empty(folder: Path, root: Path) -> None:
         pass  # not empty, or already gone
 
 
-def image_input(service: StyleService, upload_root: Path, **kwargs: Any) -> gr.Image:
-    """A ``gr.Image`` whose uploads go through ``read_upload`` (limits, decoding, deletion)."""
+def image_input(reader: UploadReader, **kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` whose uploads go through ``reader`` (limits, decoding, deletion)."""
     component = gr.Image(type="pil", image_mode=None, **kwargs)
-    component.preprocess = lambda payload: read_upload(service, upload_root, payload)  # type: ignore[method-assign]
+    component.preprocess = reader  # type: ignore[method-assign]
+    return component
+
+
+def frame_output(**kwargs: Any) -> gr.Image:
+    """A streaming ``gr.Image`` output that sends each frame inline as a JPEG data URL: Gradio
+    would write every frame to a file in its cache (thousands of files a minute)."""
+    component = gr.Image(streaming=True, interactive=False, **kwargs)
+
+    def postprocess(value: Any) -> ImageData | None:
+        if value is None:
+            return None
+        buffer = io.BytesIO()
+        value.save(buffer, format="JPEG", quality=85)
+        return ImageData(
+            url="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(), orig_name="frame.jpg"
+        )
+
+    component.postprocess = postprocess  # type: ignore[method-assign]
     return component
 
 
@@ -120,8 +181,8 @@ def limits_text(settings: AppSettings) -> str:
 
 def build_demo(service: StyleService, settings: AppSettings) -> gr.Blocks:
     names = service.names
-    upload_root = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
     ttl = max(1, round(settings.result_minutes * 60))
+    reader = UploadReader(service, Path(os.environ["GRADIO_TEMP_DIR"]).resolve(), keep_s=ttl)
 
     @guarded
     def stylize_photo(photo, style, strength, preserve_color, stroke_scale, output_size):
@@ -166,9 +227,7 @@ def build_demo(service: StyleService, settings: AppSettings) -> gr.Blocks:
             with gr.Column(scale=3):
                 with gr.Tab("Photo"):
                     with gr.Row():
-                        photo = image_input(
-                            service, upload_root, sources=["upload", "clipboard"], label="Photo", elem_id="photo"
-                        )
+                        photo = image_input(reader, sources=["upload", "clipboard"], label="Photo", elem_id="photo")
                         result = gr.Image(
                             label="Stylized",
                             format="png",
@@ -184,10 +243,8 @@ def build_demo(service: StyleService, settings: AppSettings) -> gr.Blocks:
                     info = gr.Markdown(elem_id="info")
                 with gr.Tab("Webcam"):
                     with gr.Row():
-                        cam = image_input(
-                            service, upload_root, sources=["webcam"], streaming=True, label="Webcam", elem_id="webcam"
-                        )
-                        live = gr.Image(label="Stylized stream", streaming=True, interactive=False, elem_id="live")
+                        cam = image_input(reader, sources=["webcam"], streaming=True, label="Webcam", elem_id="webcam")
+                        live = frame_output(label="Stylized stream", elem_id="live")
                     frame_size = gr.Dropdown(
                         list(WEBCAM_SIZES),
                         value=min(WEBCAM_SIZES, key=lambda s: abs(s - settings.webcam_size)),
@@ -220,6 +277,7 @@ def build_demo(service: StyleService, settings: AppSettings) -> gr.Blocks:
 @dataclass
 class RunningApp:
     demo: gr.Blocks
+    service: StyleService
     url: str
     temp_dir: Path
     _old_temp: str | None
@@ -272,15 +330,22 @@ def serve(settings: AppSettings, service: StyleService | None = None, block: boo
         ) from None
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{demo.server_port}/"
-    app = RunningApp(demo, url, temp_dir, old_temp)
+    app = RunningApp(demo, service, url, temp_dir, old_temp)
     if not block:
         return app
     print(f"serving {len(service.names)} styles ({', '.join(service.names)}) at {url}  (Ctrl+C stops)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl+C
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+            signal.signal(signum, signal.SIG_IGN)
         app.close()
     return app
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
