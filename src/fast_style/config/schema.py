@@ -391,6 +391,29 @@ class EvaluateConfig:
     out: str = "evaluation.json"  # the full report (per photo, per layer)
 
 
+@dataclass
+class AppConfig:
+    """``python scripts/app.py [ckpt=[a.onnx,b.ckpt]] [host=...] [port=...]``: the web app.
+
+    Types only: the ranges and the rules between keys (a public host needs auth=) are checked by
+    ``fast_style.webapp.settings.settings_from_config``, which also finds the models.
+    """
+
+    ckpt: Any = field(default_factory=list)  # model files to offer (any format), besides ...
+    checkpoints_dir: str | None = "checkpoints"  # ... every final.ckpt under this folder (null: only ckpt=)
+    host: str = "127.0.0.1"  # 0.0.0.0 (or any non-loopback address) serves the network and needs auth=
+    port: int = 7860
+    auth: Any = None  # user:password (or a list of them); default: $FAST_STYLE_APP_AUTH if set
+    device: str = device_setting()
+    precision: str = "32"  # 32 | bf16 | fp16 (PyTorch models; ONNX runs in float32)
+    max_upload_mb: float = 25.0  # larger uploads are refused by the server before anything is decoded
+    max_megapixels: float = 16.0  # larger photos are refused after reading their header, before decoding
+    concurrency: int = 2  # requests processed at once (each model runs one image at a time)
+    max_queue: int = 32  # requests waiting beyond this are refused ("Queue is full")
+    webcam_size: int = 384  # default longer side of the stylized webcam frames (nearest of 256, 384, 512, 768)
+    result_minutes: float = 10.0  # stylized results stay downloadable this long, then are deleted
+
+
 SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "stylize": StylizeConfig,
@@ -398,6 +421,7 @@ SCHEMAS: dict[str, type] = {
     "prepare_data": PrepareDataConfig,
     "contact_sheet": ContactSheetConfig,
     "evaluate": EvaluateConfig,
+    "app": AppConfig,
 }
 DATA_SCHEMAS: dict[str, type] = {"hub": HubData, "folder": FolderData, "packed": PackedData}
 
