@@ -147,8 +147,8 @@ def test_eight_concurrent_requests_all_complete(app, client, cat):
         results = [job.result(timeout=300) for job in jobs]
     for i, (image, _) in enumerate(results):
         assert image.shape == (151, 203, 3)
-        if i % 2:
-            assert np.array_equal(image, reference)
+        if i % 2:  # the same result (up to the rounding of kernels run on fewer threads)
+            assert np.abs(image - reference).max() <= 1
 
 
 def test_models_are_chosen_by_name_never_by_path(app, client, models, cat):
@@ -166,7 +166,7 @@ def test_models_are_chosen_by_name_never_by_path(app, client, models, cat):
 def test_nothing_uploaded_is_kept(app, client, cat):
     stylize_api(client, cat)
     kept = [p for p in app.temp_dir.rglob("*") if p.is_file()]
-    assert kept and all(p.name == "image.png" for p in kept), kept  # results only, no "cat.png"
+    assert kept and all(p.name == "stylized.png" for p in kept), kept  # results only, no "cat.png"
 
 
 def test_a_login_is_required_when_auth_is_set(models, cat, tmp_path):
@@ -225,3 +225,17 @@ def test_command_line_errors_are_one_line(models):
     assert_one_line_error(run(f"ckpt=[{models['beta']}]", "host=0.0.0.0"), "auth=user:password")
     assert_one_line_error(run("checkpoints_dir=null"), "no models to offer")
     assert_one_line_error(run(f"ckpt=[{models['beta']}]", "prot=80"), "unknown config key 'prot'")
+
+
+def test_trained_exports_are_named_after_their_style_and_match_stylize_py(trained_run, cat, tmp_path):
+    from fast_style.webapp.service import StyleService
+
+    run_dir = trained_run[0]
+    files = ["final.ckpt", "final.onnx", "final.torchscript.pt", "final.safetensors"]
+    service = StyleService([run_dir / name for name in files], device="cpu")
+    assert service.names == [f"starry_night · {name}" for name in files]  # one style, four files
+    photo = Image.open(cat).convert("RGB")
+    expected = stylize_cli(run_dir / "final.ckpt", cat, tmp_path / "cli.png")
+    for name in service.names:
+        got, _ = service.stylize(photo, name)
+        assert np.abs(np.asarray(got, dtype=np.int16) - expected).max() <= 1, name

@@ -68,12 +68,20 @@ def style_of(path: Path, backend: Backend) -> str | None:
 
 
 def unique_names(entries: list[tuple[Path, str | None]]) -> list[str]:
-    """Names for the style picker: the style, then its run folder and file where needed to tell apart."""
+    """Names for the style picker: the style, plus the run folder or else the file name where
+    several files carry the same style."""
     base = [style or path.name.split(".")[0] for path, style in entries]
-    names = [
-        b if base.count(b) == 1 else f"{b} · {path.parent.name}" for b, (path, _) in zip(base, entries, strict=True)
-    ]
-    names = [n if names.count(n) == 1 else f"{n} · {path.name}" for n, (path, _) in zip(names, entries, strict=True)]
+    names = []
+    for (path, _), name in zip(entries, base, strict=True):
+        group = [other for (other, _), b in zip(entries, base, strict=True) if b == name]
+        if len(group) == 1:
+            names.append(name)
+        elif [p.parent.name for p in group].count(path.parent.name) == 1:
+            names.append(f"{name} · {path.parent.name}")
+        elif [p.name for p in group].count(path.name) == 1:
+            names.append(f"{name} · {path.name}")
+        else:
+            names.append(f"{name} · {path.parent.name}/{path.name}")
     seen: dict[str, int] = {}
     unique = []
     for name in names:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import html
 import io
 import os
@@ -172,6 +173,34 @@ def frame_output(**kwargs: Any) -> gr.Image:
     return component
 
 
+def result_output(cache_dir: Path, **kwargs: Any) -> gr.Image:
+    """A PNG ``gr.Image`` output written atomically: Gradio names a result file after its content
+    and rewrites it in place, so two requests with the same result (the same photo and settings)
+    could serve each other a half-written file."""
+    component = gr.Image(format="png", interactive=False, **kwargs)
+
+    def postprocess(value: Any) -> ImageData | None:
+        if value is None:
+            return None
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        folder = cache_dir / hashlib.sha256(data).hexdigest()
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "stylized.png"
+        if target.exists():
+            os.utime(target)  # results are deleted by age: this one was just handed out again
+        else:
+            fd, temp = tempfile.mkstemp(dir=folder, prefix=".stylized.", suffix=".png")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, target)
+        return ImageData(path=str(target), orig_name=target.name)
+
+    component.postprocess = postprocess  # type: ignore[method-assign]
+    return component
+
+
 def limits_text(settings: AppSettings) -> str:
     return (
         f"Photos up to {settings.max_upload_mb:g} MB and {settings.max_megapixels:g} MP; above 4 MP the "
@@ -182,7 +211,8 @@ def limits_text(settings: AppSettings) -> str:
 def build_demo(service: StyleService, settings: AppSettings) -> gr.Blocks:
     names = service.names
     ttl = max(1, round(settings.result_minutes * 60))
-    reader = UploadReader(service, Path(os.environ["GRADIO_TEMP_DIR"]).resolve(), keep_s=ttl)
+    temp_root = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
+    reader = UploadReader(service, temp_root, keep_s=ttl)
 
     @guarded
     def stylize_photo(photo, style, strength, preserve_color, stroke_scale, output_size):
@@ -228,12 +258,8 @@ def build_demo(service: StyleService, settings: AppSettings) -> gr.Blocks:
                 with gr.Tab("Photo"):
                     with gr.Row():
                         photo = image_input(reader, sources=["upload", "clipboard"], label="Photo", elem_id="photo")
-                        result = gr.Image(
-                            label="Stylized",
-                            format="png",
-                            interactive=False,
-                            buttons=["download", "fullscreen"],
-                            elem_id="result",
+                        result = result_output(
+                            temp_root, label="Stylized", buttons=["download", "fullscreen"], elem_id="result"
                         )
                     with gr.Row():
                         size = gr.Dropdown(
