@@ -49,6 +49,7 @@ class PlainLoopConfig:
     precision: str = choice("32", ("32", "bf16"))
     seed: int = 0
     out: str = "plain/final.ckpt"
+    save_every: int = setting(0, **at_least(0))  # also write <out>_step<N>.ckpt every N steps (0: only out)
 
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -98,21 +99,29 @@ def main(cfg) -> Path:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            out = Path(cfg.out)
+            save_checkpoint(net, style_cfg, cfg, out.with_name(f"{out.stem}_step{step}{out.suffix}"))
         if step % 100 == 0 or step == cfg.steps:
             print(
                 f"step {step}: content {cfg.content_weight * content_loss.item():.4g} "
                 f"style {cfg.style_weight * style_loss.item():.4g} ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
+    out = save_checkpoint(net, style_cfg, cfg, Path(cfg.out))
+    print(f"final checkpoint: {out}")
+    return out
+
+
+def save_checkpoint(net: TransformerNet, style_cfg, cfg, out: Path) -> Path:
+    """A checkpoint in train.py's format (state dict + the model config), so stylize.py and evaluate.py read it."""
     config = {"style": OmegaConf.to_container(style_cfg), "perceptual": {"weights": str(cfg.weights)}}
     config["plain_loop"] = OmegaConf.to_container(cfg)
     checkpoint = {
         "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
         CHECKPOINT_KEY: {"format_version": 1, "model": dict(net.config), "style": cfg.style, "config": config},
     }
-    out = Path(cfg.out)
     atomic_write(out, lambda tmp: torch.save(checkpoint, tmp))
-    print(f"final checkpoint: {out}")
     return out
 
 

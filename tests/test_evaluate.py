@@ -92,3 +92,54 @@ def test_evaluate_script_reports_every_figure_for_a_checkpoint_and_its_export(tr
 def test_evaluate_script_names_a_missing_model_in_one_line(tmp_path):
     result = run_script("scripts/evaluate.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"photos={tmp_path}")
     assert_one_line_error(result, "nope.ckpt", "does not exist")
+
+
+def test_loss_gradients_script_prints_each_terms_gradient_and_its_spectrum(tmp_path, stand_in_vgg, needs_styles):
+    Image.fromarray(skimage_photo("chelsea")).save(tmp_path / "cat.png")
+    result = run_script(
+        "scripts/loss_gradients.py",
+        f"photos={tmp_path}",
+        f"weights={stand_in_vgg}",
+        "size=64",
+        "style_size=64",
+        "loss.style_weight=2",
+        "loss.style_layer_weights=[1,2,3,4]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split()[0] + " " + line.split()[1]: line.split()[2:]
+        for line in result.stdout.splitlines()
+        if line.startswith(" ")
+    }
+    assert set(rows) == {"style relu1_2", "style relu2_2", "style relu3_3", "style relu4_3", "content relu2_2"}
+    for layer, weight in zip(["relu1_2", "relu2_2", "relu3_3", "relu4_3"], [1, 2, 3, 4], strict=True):
+        value, norm, layer_weight, weighted, high_frequency = map(float, rows[f"style {layer}"])
+        assert value > 0 and norm > 0  # a photo is not the painting
+        assert layer_weight == pytest.approx(2 * weight)
+        assert weighted == pytest.approx(layer_weight * norm, rel=1e-2)
+        assert 0 <= high_frequency <= 1
+    # At the photo itself the content error and its gradient vanish.
+    assert [float(v) for v in rows["content relu2_2"][:2]] == [0, 0]
+
+
+def test_plain_loop_writes_checkpoints_stylize_reads(tmp_path, photos_dir, stand_in_vgg, needs_styles):
+    from fast_style.infer.stylizer import load_stylizer
+
+    out = tmp_path / "plain" / "final.ckpt"
+    result = run_script(
+        "scripts/plain_loop.py",
+        f"photos={photos_dir}",
+        f"weights={stand_in_vgg}",
+        "steps=2",
+        "size=32",
+        "style_size=64",
+        "save_every=1",
+        f"out={out}",
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["final.ckpt", "final_step1.ckpt"]
+    image = load_stylizer(out)(torch.rand(1, 3, 36, 44))
+    assert image.shape == (1, 3, 36, 44) and 0 <= image.min() and image.max() <= 1
