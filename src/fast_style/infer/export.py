@@ -1,4 +1,4 @@
-"""Exporting a trained stylizer to ONNX, TorchScript and safetensors, each checked after writing.
+"""Exporting a trained stylizer to ONNX, TorchScript, safetensors and OpenVINO IR, each checked after writing.
 
 The contract of every export (the ``Stylizer`` module): input ``images`` float32 RGB ``(B, 3, H, W)``
 in [0, 1], any batch, height and width (odd and tiny sizes included); output ``stylized`` float32
@@ -11,8 +11,10 @@ export leaves no file behind.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,14 +25,16 @@ import torch
 from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
-from fast_style.infer.backends import INFO_KEY, load_backend
+from fast_style.infer.backends import INFO_KEY, OV_WEIGHTS_KEY, load_backend, require_openvino
 from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
 from fast_style.model.cpu_kernels import use_fast_kernels
 
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "openvino": ".xml"}
 # (batch, height, width): square, odd and non-square with batch 2, tiny and odd.
 VERIFY_SIZES = ((1, 64, 64), (2, 37, 53), (1, 7, 5))
 TOLERANCE = 1e-3
+# What training and scripts/export.py write unless told otherwise (openvino is an optional extra).
+DEFAULT_FORMATS = ("onnx", "torchscript", "safetensors")
 ONNX_OPSET = 18
 CONTRACT = "images: float32 RGB (B, 3, H, W) in [0, 1], any B/H/W -> stylized: float32 RGB, same shape, in [0, 1]"
 
@@ -62,12 +66,45 @@ def _write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
             # rebuild the eager network from the file for tiling. ONNX Runtime optimizes anyway.
             optimize=False,
         )
-    model = program.model_proto
+    model = plain_graph(program.model_proto)
     entry = model.metadata_props.add()
     entry.key, entry.value = INFO_KEY, json.dumps(info)
     model.doc_string = f"fast-style stylizer. {CONTRACT}"
     onnx.save_model(model, str(path))  # one file: the weights (~7 MB) stay inside
     onnx.checker.check_model(str(path))
+
+
+def plain_graph(model):
+    """The exporter's ONNX graph made plain enough for every common runtime (ONNX Runtime, OpenVINO,
+    OpenCV's DNN module), same function, same dynamic batch/height/width.
+
+    The dynamo exporter writes each bias-free convolution's implicit zero bias as
+    ``Expand(CastLike(Constant 0), Expand(Shape(weight), [1]))``, the clamp bounds as ``CastLike``
+    of constants, and shape arithmetic constants as ``Constant`` nodes, some with an int64
+    ``value_ints`` attribute that OpenCV reads as int32 (its Concat then refuses to mix them with
+    the int64 sizes of the dynamic padding). Folding every input-independent subgraph, dropping
+    the zero biases and turning the remaining constants into int64/float initializers leaves
+    only the network's own ops plus the few Shape/Mod/Slice nodes the dynamic padding needs.
+    Weights keep their PyTorch names (no initializer deduplication): stylize.py rebuilds the
+    eager network from them for tiling. ``model``: an ``onnx.ModelProto``; returns a new one.
+    """
+    import onnx_ir as ir
+    import onnx_ir.passes.common as passes
+    from onnxscript import optimizer, rewriter
+
+    graph = ir.from_proto(model)
+    optimizer.fold_constants(graph)  # Shape(weight), Expand, CastLike of known types -> constants
+    rewriter.rewrite(graph)  # its default rules include dropping all-zero Conv biases
+    passes.RemoveUnusedNodesPass()(graph)
+    passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(graph)
+    plain = ir.to_proto(graph)
+    # The output has the input's size: say so instead of the exporter's symbolic expressions.
+    for dim, name in zip(
+        plain.graph.output[0].type.tensor_type.shape.dim, ("batch", None, "height", "width"), strict=True
+    ):
+        if name is not None:
+            dim.dim_param = name
+    return plain
 
 
 def _write_torchscript(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
@@ -76,6 +113,46 @@ def _write_torchscript(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> 
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.script(stylizer)
         torch.jit.save(scripted, str(path), _extra_files={f"{INFO_KEY}.json": json.dumps(info)})
+
+
+def plain_copy(stylizer: Stylizer) -> Stylizer:
+    """A float32, contiguous CPU copy with the plain PyTorch layers: what every exporter traces.
+    The caller's module keeps its device, dtype, layout and CPU fast paths (a channels-last one
+    would make the exporters trace layout checks on symbolic shapes)."""
+    stylizer = copy.deepcopy(stylizer).eval().float().cpu().to(memory_format=torch.contiguous_format)
+    return use_fast_kernels(stylizer, False)
+
+
+def write_onnx_plain(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    """``_write_onnx`` for any stylizer (fast paths on or off, any layout), unverified."""
+    _write_onnx(plain_copy(stylizer), path, info)
+
+
+def _write_openvino(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    """OpenVINO IR: ``path`` (``.xml``, the graph) and ``path.with_suffix(".bin")`` (the weights).
+
+    Converted from the ONNX export (so the same dynamic batch/height/width and the same contract),
+    weights kept in float32 (``save_model`` would halve them to fp16 by default, ~1e-3 off). The
+    converter folds each instance norm's affine parameters into reshaped, renamed constants, so
+    those (a few KB) also travel in the IR's rt_info: stylize.py rebuilds the eager net from the
+    IR for tiling. ``info`` goes into rt_info too.
+    """
+    import tempfile
+
+    ov = require_openvino("formats=[openvino]")
+    with tempfile.TemporaryDirectory(prefix="fast_style_ov_") as folder:
+        onnx_path = Path(folder) / "model.onnx"
+        _write_onnx(stylizer, onnx_path, info)
+        model = ov.convert_model(str(onnx_path))
+    named = {op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    extra = {}
+    for name, tensor in stylizer.state_dict().items():
+        if name not in named:
+            array = tensor.detach().float().cpu().numpy()
+            extra[name] = {"shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode("ascii")}
+    model.set_rt_info(json.dumps(info), [INFO_KEY])
+    model.set_rt_info(json.dumps(extra), [OV_WEIGHTS_KEY])
+    ov.save_model(model, str(path), compress_to_fp16=False)
 
 
 def _write_safetensors(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
@@ -89,6 +166,7 @@ WRITERS: dict[str, Callable[[Stylizer, Path, dict[str, Any]], None]] = {
     "onnx": _write_onnx,
     "torchscript": _write_torchscript,
     "safetensors": _write_safetensors,
+    "openvino": _write_openvino,
 }
 
 
@@ -113,21 +191,21 @@ def export_stylizer(
     stylizer: Stylizer,
     out_dir: str | Path,
     stem: str,
-    formats: Iterable[str] = tuple(WRITERS),
+    formats: Iterable[str] = DEFAULT_FORMATS,
     style: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
-    # A plain copy: the caller's module keeps its device, dtype, layout and CPU fast paths (a
-    # channels-last one would make the exporters trace layout checks on symbolic shapes).
-    stylizer = copy.deepcopy(stylizer).eval().float().cpu().to(memory_format=torch.contiguous_format)
-    use_fast_kernels(stylizer, False)  # the graph gets the plain PyTorch ops
+    stylizer = plain_copy(stylizer)  # the graph gets the plain PyTorch ops; the caller's module is untouched
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     info = export_info(stylizer, style)
     sizes = ", ".join(f"{b}x{h}x{w}" for b, h, w in VERIFY_SIZES)
     written = {}
-    for fmt in dict.fromkeys(formats):
+    formats = list(dict.fromkeys(formats))
+    if "openvino" in formats:
+        require_openvino("formats=[openvino]")  # before writing any other format
+    for fmt in formats:
         target = out_dir / f"{stem}{SUFFIX[fmt]}"
         diff = write_verified(fmt, stylizer, target, info)
         if fmt == "safetensors":
@@ -141,7 +219,17 @@ def write_verified(fmt: str, stylizer: Stylizer, target: Path, info: dict) -> fl
     """Write one format to ``target`` through a temporary file that is checked against eager
     PyTorch before it is renamed into place; returns the max abs diff, raises (nothing kept) on failure."""
     checked: list[float] = []
-    atomic_write(target, lambda tmp: checked.append(_write_and_check(fmt, stylizer, tmp, info, target.stem)))
+
+    def write(tmp: Path) -> None:
+        try:
+            checked.append(_write_and_check(fmt, stylizer, tmp, info, target.stem))
+            if fmt == "openvino":  # the weights file goes next to the graph, then the graph is renamed
+                os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))
+        finally:
+            if fmt == "openvino":  # a failed write or check leaves no weights file behind
+                tmp.with_suffix(".bin").unlink(missing_ok=True)
+
+    atomic_write(target, write)
     return checked[0]
 
 
@@ -161,7 +249,7 @@ def _write_and_check(fmt: str, stylizer: Stylizer, tmp: Path, info: dict, name: 
 
 def export_checkpoint(
     ckpt: str | Path,
-    formats: Iterable[str] = tuple(WRITERS),
+    formats: Iterable[str] = DEFAULT_FORMATS,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
