@@ -207,7 +207,9 @@ def test_without_openvino_asking_for_it_is_one_line_saying_how_to_install(monkey
         export_checkpoint(model_dir / "final.ckpt", ["onnx", "openvino"], tmp_path)
     assert list(tmp_path.iterdir()) == []  # checked before any format is written
     # The command lines refuse before anything runs (config check, no torch import).
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    from fast_style.config import schema
+
+    monkeypatch.setattr(schema, "openvino_installed", lambda: False)
     for command, args in [
         ("stylize", [f"ckpt={model_dir / 'final.onnx'}", "input=a.jpg", "output=b.jpg", "backend=openvino"]),
         ("export", [f"ckpt={model_dir / 'final.ckpt'}", "formats=[openvino]"]),

@@ -114,9 +114,13 @@ def formats_setting() -> Any:
     )
 
 
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None  # without importing it (no torch here)
+
+
 def openvino_missing(node: Node, what: str) -> None:
     """Refuse, before anything runs, a command that needs OpenVINO where it is not installed."""
-    if importlib.util.find_spec("openvino") is None:
+    if not openvino_installed():
         node.error(f"{what} needs OpenVINO, an optional extra: {OPENVINO_INSTALL}")
 
 

@@ -240,7 +240,8 @@ class OpenVinoBackend(Backend):
     """OpenVINO runtime: an IR (``.xml`` + ``.bin``), or an ``.onnx`` or ``.ckpt`` converted on load.
 
     ``dtype`` maps to OpenVINO's ``INFERENCE_PRECISION_HINT`` (a request: a CPU without bf16/fp16
-    units runs f32, which is printed once), ``ov_device`` to its device (CPU, GPU, AUTO). The model
+    units runs f32, which is printed once), ``ov_device`` to its device (CPU, GPU; AUTO: the GPU if
+    OpenVINO sees one, else the CPU). The model
     is compiled for each input shape it sees (static shapes compile to faster kernels than the
     dynamic graph) and the last ``CACHE`` compiled shapes are kept, so a video or a folder of
     equal-size photos compiles once. Tiling runs the eager PyTorch net rebuilt from the weights,
@@ -280,7 +281,9 @@ class OpenVinoBackend(Backend):
 
             meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
             self.info = json.loads(meta.get(INFO_KEY, "{}"))
-        if ov_device not in self.core.available_devices and ov_device != "AUTO":
+        if ov_device == "AUTO":  # like device=auto for PyTorch: the GPU if there is one, else the CPU
+            self.ov_device = ov_device = "GPU" if "GPU" in self.core.available_devices else "CPU"
+        if ov_device not in self.core.available_devices:
             raise FastStyleError(
                 f"OpenVINO has no {ov_device} device here (it has {', '.join(self.core.available_devices)}): "
                 "use device=cpu or device=auto"
