@@ -25,6 +25,7 @@ from torch import nn
 from fast_style.checkpoint_format import file_kind
 from fast_style.config.schema import STYLIZE_PRECISIONS
 from fast_style.errors import FastStyleError
+from fast_style.infer.onnx_graph import INFO_KEY, export_info, write_onnx_plain
 from fast_style.infer.stylizer import Stylizer, load_stylizer
 from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.networks import TransformerNet
@@ -34,8 +35,6 @@ SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "torchscript", ".ts":
 SUFFIXES[".safetensors"] = "safetensors"
 SUFFIXES[".xml"] = "openvino"
 CONTENT_KINDS = {"torch": "checkpoint", "torchscript": "torchscript", "safetensors": "safetensors"}
-# Written into every export (ONNX metadata, TorchScript extra file, safetensors header + sidecar).
-INFO_KEY = "fast_style"
 # The OpenVINO IR's rt_info entry holding the weights its graph no longer names (see export.py).
 OV_WEIGHTS_KEY = "fast_style_weights"
 OPENVINO_INSTALL = 'pip install -e ".[openvino]" (or pip install openvino)'
@@ -295,8 +294,6 @@ class OpenVinoBackend(Backend):
     def _convert_checkpoint(self):
         """A ``.ckpt`` (or safetensors/TorchScript) file -> the exported ONNX graph -> OpenVINO (~20 s)."""
         import tempfile
-
-        from fast_style.infer.export import export_info, write_onnx_plain
 
         self._eager_source = load_backend(self.path, "cpu", "32")._load_eager()
         with tempfile.TemporaryDirectory(prefix="fast_style_ov_") as folder:
