@@ -2,7 +2,7 @@
 
     python scripts/benchmark_inference.py [ckpt=final.ckpt] [device=auto] [size=1024x680] [batch=1]
         [windows=5] [iters=3] [warmup=2] [backends=[eager32,eager32_cl,autocast_bf16_cl,bf16,fp16,torchscript,
-        torchscript_bf16,onnx]] [compile=false] [fast_kernels=false]
+        torchscript_bf16,onnx,openvino,openvino_bf16]] [compile=false] [fast_kernels=false]
 
 The reference is eager fp32 PyTorch (NCHW). Every other row is timed the same way: ``warmup`` runs,
 then ``windows`` windows of ``iters`` runs; the median window gives ms per image. Each row also
@@ -10,6 +10,12 @@ prints its max abs difference from the reference output on the [0, 1] scale, so 
 precision shows. ``bf16``/``fp16``/``torchscript*``/``onnx`` rows run through ``load_backend``, i.e.
 exactly what ``stylize.py precision=...`` does (including the host-device copies). Without ``ckpt`` a freshly initialised Johnson network is timed (speed does not
 depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080p throughput.
+
+``openvino``/``openvino_bf16`` run the OpenVINO IR export (``stylize.py ckpt=final.xml
+[precision=bf16]``, the ``openvino`` extra) on the CPU with ``INFERENCE_PRECISION_HINT`` f32/bf16;
+their first call compiles the model for the image size, which is reported on its own line and not
+timed in the row. A bf16 request that the CPU cannot honour (no AVX512-BF16/AMX) runs f32: the row
+says which precision actually ran.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.networks import TransformerNet
 
 BACKENDS = ("eager32", "eager32_cl", "autocast_bf16_cl", "bf16", "fp16", "torchscript", "torchscript_bf16", "onnx")
-BACKENDS += ("compile_bf16",)
+BACKENDS += ("openvino", "openvino_bf16", "compile_bf16")
 
 
 @dataclass
@@ -124,6 +130,17 @@ def benchmark(args) -> list[tuple[str, float, float]]:
         loaded = load_backend(exported_file(fmt), device, precision, fast_kernels=args.fast_kernels)
         return lambda b: loaded(b.cpu())  # backends take and return host tensors
 
+    def openvino(precision: str) -> Callable:
+        """``stylize.py ckpt=final.xml precision=...``; the first (compiling) call is timed apart."""
+        if device.type != "cpu":
+            raise FastStyleError("the OpenVINO rows run on the CPU: use device=cpu")
+        loaded = load_backend(exported_file("openvino"), "cpu", precision)
+        loaded(batch.cpu())
+        ran = loaded.effective_precision() or "?"
+        name = "openvino" if precision == "32" else f"openvino_{precision}"
+        print(f"{name}: first call compiled for {tuple(batch.shape)} in {loaded.compile_seconds[0]:.1f} s; runs {ran}")
+        return lambda b: loaded(b.cpu())
+
     def compiled_bf16() -> Callable:
         loaded = load_backend(
             exported_file("safetensors"), device, "bf16", compile=True, fast_kernels=args.fast_kernels
@@ -139,6 +156,8 @@ def benchmark(args) -> list[tuple[str, float, float]]:
         "torchscript": lambda: backend("torchscript", "32"),
         "torchscript_bf16": lambda: backend("torchscript", "bf16"),
         "onnx": lambda: backend("onnx", "32"),
+        "openvino": lambda: openvino("32"),
+        "openvino_bf16": lambda: openvino("bf16"),
         "compile_bf16": compiled_bf16,
     }
     if args.compile and "compile_bf16" not in wanted:

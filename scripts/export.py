@@ -1,4 +1,5 @@
-"""Export a checkpoint: ``python scripts/export.py ckpt=final.ckpt formats=[onnx,torchscript,safetensors]``.
+"""Export a checkpoint: ``python scripts/export.py ckpt=final.ckpt formats=[onnx,torchscript,safetensors]``
+(add ``openvino`` for the OpenVINO IR, ``final.xml`` + ``final.bin``: the ``openvino`` extra).
 
 Each file is verified against eager PyTorch right after writing and the check is printed.
 """

@@ -110,3 +110,35 @@ def test_a_channels_last_stylizer_exports_and_stays_as_it_was(tmp_path):
     with torch.inference_mode():
         expected = stylizer(images)
     torch.testing.assert_close(load_backend(written["onnx"])(images), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_the_onnx_graph_is_plain_and_opencv_runs_it_with_the_same_result(tmp_path):
+    """OpenCV's DNN module (the engine of its fast-style sample) refused the exporter's raw graph:
+    int64 ``value_ints`` constants it reads as int32 met the int64 image sizes in a Concat."""
+    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (pip install -e '.[dev]')")
+    import onnx
+
+    from .test_openvino import write_model
+
+    ckpt = write_model(tmp_path / "final.ckpt")  # random weights and norm parameters: a photo changes a lot
+    path = export_checkpoint(ckpt, ["onnx"], log=lambda line: None)["onnx"]
+    graph = onnx.load(str(path)).graph
+    ops = [node.op_type for node in graph.node]
+    assert not {"Constant", "Expand", "CastLike"} & set(ops), sorted(set(ops))
+    assert ops.count("Conv") == 8 and ops.count("InstanceNormalization") == 7
+    dims = [
+        [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (graph.input[0], graph.output[0])
+    ]
+    assert dims == [["batch", 3, "height", "width"]] * 2  # still dynamic
+    reference = load_stylizer(ckpt)
+    net = cv2.dnn.readNetFromONNX(str(path))
+    generator = torch.Generator().manual_seed(2)
+    for shape in [(1, 3, 64, 64), (2, 3, 37, 53), (1, 3, 7, 5), (1, 3, 1, 1)]:
+        images = torch.rand(*shape, generator=generator)
+        with torch.inference_mode():
+            expected = reference(images).numpy()
+        net.setInput(images.numpy())
+        got = net.forward()
+        assert got.shape == shape
+        assert float(np.abs(got - expected).max()) <= 1e-3, shape
+        assert float(np.abs(expected - images.numpy()).mean()) > 0.05  # the net changes the photo

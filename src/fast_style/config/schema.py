@@ -15,6 +15,7 @@ the ``cross_check`` functions of the nodes they belong to.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable
@@ -72,10 +73,14 @@ TRAINER_PRECISIONS += ("bf16", "transformer-engine", "transformer-engine-float16
 STYLIZE_PRECISIONS = {"32": "32", "fp32": "32", "float32": "32", "bf16": "bf16", "bfloat16": "bf16"}
 STYLIZE_PRECISIONS |= {"fp16": "fp16", "16": "fp16", "float16": "fp16"}
 DATA_SOURCES = ("hub", "folder", "packed")
-EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors", "openvino")
+DEFAULT_EXPORT_FORMATS = EXPORT_FORMATS[:3]  # openvino is an optional extra
+STYLIZE_BACKENDS = ("auto", "openvino")
+OPENVINO_INSTALL = 'pip install -e ".[openvino]" (or pip install openvino)'
 RESUME_VALUES = ("true", "false", "auto")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_STYLIZE_DEVICE = re.compile(r"auto|cpu|mps|gpu|cuda(:\d+)?")  # gpu: OpenVINO's (Intel) GPU
 
 
 def default_workers() -> int:
@@ -105,8 +110,18 @@ def formats_setting() -> Any:
     return setting(
         allowed=f"of {', '.join(EXPORT_FORMATS)} ([] for none)",
         check=lambda v: all(f in EXPORT_FORMATS for f in v),
-        factory=lambda: list(EXPORT_FORMATS),
+        factory=lambda: list(DEFAULT_EXPORT_FORMATS),
     )
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None  # without importing it (no torch here)
+
+
+def openvino_missing(node: Node, what: str) -> None:
+    """Refuse, before anything runs, a command that needs OpenVINO where it is not installed."""
+    if not openvino_installed():
+        node.error(f"{what} needs OpenVINO, an optional extra: {OPENVINO_INSTALL}")
 
 
 # -- train.py ----------------------------------------------------------------------------------
@@ -266,6 +281,11 @@ class ExportSettings:
     formats: list[str] = formats_setting()
     out_dir: str | None = None  # default: next to the checkpoint
 
+    @staticmethod
+    def cross_check(node: Node) -> None:
+        if "openvino" in (node.get("formats") or []):
+            openvino_missing(node, f"{node.key('formats')}=[...,openvino,...]")
+
 
 @dataclass
 class SamplesConfig:
@@ -329,8 +349,12 @@ class StylizeConfig:
     ckpt: str = existing(MISSING, "file", "pass ckpt=<the path train.py printed as 'final checkpoint: ...'>")
     input: str = setting(MISSING, "a file or folder path", bool)  # an image, a folder of images or a video
     output: str = setting(MISSING, "a file or folder path", bool)
-    device: str = device_setting()
-    precision: str = choice("32", tuple(STYLIZE_PRECISIONS), "32, bf16 or fp16")  # PyTorch models; ONNX runs fp32
+    device: str = setting(
+        "auto", "auto, cpu, cuda, cuda:N or (backend=openvino) gpu", lambda v: bool(_STYLIZE_DEVICE.fullmatch(v))
+    )
+    precision: str = choice("32", tuple(STYLIZE_PRECISIONS), "32, bf16 or fp16")  # PyTorch/OpenVINO; ONNX runs fp32
+    # auto: the runtime follows ckpt's suffix (.xml: OpenVINO); openvino: OpenVINO for any model file
+    backend: str = choice("auto", STYLIZE_BACKENDS)
     compile: bool = False  # torch.compile .ckpt/.safetensors models: ~20 s once, then faster (folders, videos)
     fast_kernels: bool | None = None  # CPU fast paths for precision=bf16/fp16; null: $FAST_STYLE_FAST_KERNELS
     tile: str = setting("auto", "auto, off or a tile size >= 16 pixels", lambda v: tile_setting(v) != "invalid")
@@ -339,6 +363,20 @@ class StylizeConfig:
     scale: float = setting(1.0, "from 0.01 to 16 (1 = native size)", lambda v: 0.01 <= v <= 16)
     batch_size: int = setting(4, **at_least(1))  # images of equal size (and video frames) per forward pass
     overwrite: bool = False  # allow writing over the input file(s)
+
+    @staticmethod
+    def cross_check(node: Node) -> None:
+        openvino = node.get("backend") == "openvino" or str(node.get("ckpt")).lower().endswith(".xml")
+        if openvino:
+            openvino_missing(
+                node, f"{node.key('backend')}=openvino" if node.get("backend") == "openvino" else "an .xml model"
+            )
+            if node.get("compile"):
+                node.error("compile=true is torch.compile; OpenVINO compiles by itself: drop compile=true")
+            if str(node.get("device")).startswith(("cuda", "mps")):
+                node.error(f"device={node.get('device')} is not an OpenVINO device: use device=cpu, gpu or auto")
+        elif node.get("device") == "gpu":
+            node.error("device=gpu is OpenVINO's (Intel) GPU: add backend=openvino, or use device=cuda for PyTorch")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""One interface over every file a stylizer can come in: checkpoint, ONNX, TorchScript, safetensors.
+"""One interface over every file a stylizer can come in: checkpoint, ONNX, TorchScript, safetensors,
+OpenVINO IR (and OpenVINO running any of the others: ``backend=openvino``).
 
 ``load_backend(path)`` picks the runtime from the file name; every backend maps a batch
 ``(B, 3, H, W)`` float32 RGB in [0, 1] (CPU) to the stylized batch, same shape, in [0, 1] (CPU).
@@ -9,8 +10,11 @@ ONNX session or a TorchScript graph does not expose.
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from torch import nn
 from fast_style.checkpoint_format import file_kind
 from fast_style.config.schema import STYLIZE_PRECISIONS
 from fast_style.errors import FastStyleError
+from fast_style.infer.onnx_graph import INFO_KEY, export_info, write_onnx_plain
 from fast_style.infer.stylizer import Stylizer, load_stylizer
 from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.networks import TransformerNet
@@ -28,9 +33,23 @@ from fast_style.model.networks import TransformerNet
 DTYPES = {"32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
 SUFFIXES[".safetensors"] = "safetensors"
+SUFFIXES[".xml"] = "openvino"
 CONTENT_KINDS = {"torch": "checkpoint", "torchscript": "torchscript", "safetensors": "safetensors"}
-# Written into every export (ONNX metadata, TorchScript extra file, safetensors header + sidecar).
-INFO_KEY = "fast_style"
+# The OpenVINO IR's rt_info entry holding the weights its graph no longer names (see export.py).
+OV_WEIGHTS_KEY = "fast_style_weights"
+OPENVINO_INSTALL = 'pip install -e ".[openvino]" (or pip install openvino)'
+# stylize.py precision= -> OpenVINO's INFERENCE_PRECISION_HINT; device= -> OpenVINO device names.
+OV_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+OV_DEVICES = {"cpu": "CPU", "gpu": "GPU", "auto": "AUTO"}
+
+
+def require_openvino(what: str):
+    """``import openvino``, or a one-line ``FastStyleError`` saying how to install it."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise FastStyleError(f"{what} needs OpenVINO, an optional extra: {OPENVINO_INSTALL}") from exc
+    return openvino
 
 
 def stylizer_from_weights(state: dict[str, torch.Tensor], info: dict[str, Any], source: Path) -> Stylizer:
@@ -202,8 +221,150 @@ class OnnxBackend(Backend):
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
+OV_NAMES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
+
+
+def _ran(compiled) -> str | None:
+    """The inference precision a compiled OpenVINO model runs, as ``float32``/``bfloat16``/...;
+    None where the device does not report it (AUTO)."""
+    try:
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    except Exception:
+        return None
+    text = (value.get_type_name() if hasattr(value, "get_type_name") else str(value)).lower()
+    return OV_NAMES.get(text, text)
+
+
+class OpenVinoBackend(Backend):
+    """OpenVINO runtime: an IR (``.xml`` + ``.bin``), or an ``.onnx`` or ``.ckpt`` converted on load.
+
+    ``dtype`` maps to OpenVINO's ``INFERENCE_PRECISION_HINT`` (a request: a CPU without bf16/fp16
+    units runs f32, which is printed once), ``ov_device`` to its device (CPU, GPU; AUTO: the GPU if
+    OpenVINO sees one, else the CPU). The model
+    is compiled for each input shape it sees (static shapes compile to faster kernels than the
+    dynamic graph) and the last ``CACHE`` compiled shapes are kept, so a video or a folder of
+    equal-size photos compiles once. Tiling runs the eager PyTorch net rebuilt from the weights,
+    as for every other format.
+    """
+
+    kind = "openvino"
+    CACHE = 4
+
+    def __init__(self, *args: Any, ov_device: str = "CPU", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        ov = require_openvino(f"OpenVINO ({self.path.name})")
+        self.ov_device, self.hint = ov_device, OV_PRECISIONS[self.dtype]
+        self.core = ov.Core()
+        self.compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self.compile_seconds: list[float] = []  # one per compiled shape (benchmarks report them)
+        self._warned = False
+        suffix = self.path.suffix.lower()
+        try:
+            if suffix == ".xml":
+                self.model = self.core.read_model(str(self.path))
+            elif suffix == ".onnx":
+                self.model = self.core.read_model(str(self.path))  # OpenVINO's own ONNX reader
+            else:
+                self.model = self._convert_checkpoint()
+        except FastStyleError:
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise FastStyleError(
+                f"cannot load {self.path} into OpenVINO ({first}): it is damaged or not a model; "
+                "re-export it with scripts/export.py"
+            ) from exc
+        self.info = self._rt_json(INFO_KEY) if suffix == ".xml" else {}
+        if suffix == ".onnx":
+            import onnx
+
+            meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+            self.info = json.loads(meta.get(INFO_KEY, "{}"))
+        if ov_device == "AUTO":  # like device=auto for PyTorch: the GPU if there is one, else the CPU
+            self.ov_device = ov_device = "GPU" if "GPU" in self.core.available_devices else "CPU"
+        if ov_device not in self.core.available_devices:
+            raise FastStyleError(
+                f"OpenVINO has no {ov_device} device here (it has {', '.join(self.core.available_devices)}): "
+                "use device=cpu or device=auto"
+            )
+
+    def _rt_json(self, key: str) -> dict:
+        return json.loads(self.model.get_rt_info([key]).astype(str)) if self.model.has_rt_info([key]) else {}
+
+    def _convert_checkpoint(self):
+        """A ``.ckpt`` (or safetensors/TorchScript) file -> the exported ONNX graph -> OpenVINO (~20 s)."""
+        import tempfile
+
+        self._eager_source = load_backend(self.path, "cpu", "32")._load_eager()
+        with tempfile.TemporaryDirectory(prefix="fast_style_ov_") as folder:
+            onnx_path = Path(folder) / "model.onnx"
+            write_onnx_plain(self._eager_source, onnx_path, export_info(self._eager_source))
+            return self.core.read_model(str(onnx_path))
+
+    def _load_eager(self) -> Stylizer:
+        if getattr(self, "_eager_source", None) is not None:
+            return self._eager_source
+        if self.path.suffix.lower() == ".onnx":
+            return OnnxBackend._load_eager(self)  # reads the initializers by name, like the ONNX backend
+        # IR: the convolution weights keep their PyTorch names as constants; the rest (instance-norm
+        # affine parameters, which OpenVINO folds into reshaped constants) travel in rt_info.
+        state: dict[str, torch.Tensor] = {}
+        for op in self.model.get_ops():
+            name = op.get_friendly_name()
+            if op.get_type_name() == "Constant" and name.startswith("net."):
+                state[name] = torch.from_numpy(op.get_data().copy())
+        for name, entry in self._rt_json(OV_WEIGHTS_KEY).items():
+            array = np.frombuffer(base64.b64decode(entry["data"]), dtype=np.float32).reshape(entry["shape"])
+            state[name] = torch.from_numpy(array.copy())
+        return stylizer_from_weights(state, self.info, self.path)
+
+    def _compiled_for(self, shape: tuple[int, ...]):
+        if shape in self.compiled:
+            self.compiled.move_to_end(shape)
+            return self.compiled[shape]
+        import time
+
+        from openvino import PartialShape
+
+        model = self.model.clone()
+        model.reshape({model.inputs[0]: PartialShape(list(shape))})
+        start = time.perf_counter()
+        try:
+            compiled = self.core.compile_model(model, self.ov_device, {"INFERENCE_PRECISION_HINT": self.hint})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise FastStyleError(f"OpenVINO could not compile {self.path.name} for {self.ov_device} ({first})") from exc
+        self.compile_seconds.append(time.perf_counter() - start)
+        self._check_precision(compiled)
+        self.compiled[shape] = compiled
+        while len(self.compiled) > self.CACHE:
+            self.compiled.popitem(last=False)
+        return compiled
+
+    def _check_precision(self, compiled) -> None:
+        """Say so (once) when the device runs another precision than asked for: no silent fallback."""
+        actual, wanted = _ran(compiled), OV_NAMES[self.hint]
+        if actual is not None and actual != wanted and not self._warned:
+            self._warned = True
+            print(
+                f"note: OpenVINO runs {actual} on this {self.ov_device}, not {wanted}: the device has no {wanted} "
+                "support (on CPUs bf16 needs AVX512-BF16 or AMX)",
+                file=sys.stderr,
+            )
+
+    def effective_precision(self) -> str | None:
+        """What the last compiled model runs (``float32``, ``bfloat16``, ``float16``), if the device says."""
+        return _ran(next(reversed(self.compiled.values()))) if self.compiled else None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.float().numpy())
+        compiled = self._compiled_for(tuple(array.shape))
+        return torch.from_numpy(np.asarray(compiled(array)[0]).copy())
+
+
 BACKENDS = {"checkpoint": Backend, "safetensors": SafetensorsBackend, "torchscript": TorchScriptBackend}
 BACKENDS["onnx"] = OnnxBackend
+BACKENDS["openvino"] = OpenVinoBackend
 
 
 def load_backend(
@@ -212,9 +373,12 @@ def load_backend(
     precision: str = "32",
     compile: bool = False,
     fast_kernels: bool | None = None,
+    backend: str = "auto",
 ) -> Backend:
     """Open an existing stylizer file; the runtime follows the suffix (``.ckpt``, ``.onnx``,
-    ``.pt``/``.ts``, ``.safetensors``), or the content when the suffix says nothing. ``precision``:
+    ``.pt``/``.ts``, ``.safetensors``, OpenVINO's ``.xml``), or the content when the suffix says
+    nothing; ``backend="openvino"`` runs any of them on OpenVINO (``device``: cpu, gpu or auto,
+    OpenVINO's devices). ``precision``:
     32, bf16 or fp16 (or a spelling ``STYLIZE_PRECISIONS`` knows). ``compile`` applies
     ``torch.compile`` to ``.ckpt``/``.safetensors`` models (a one-off ~20 s that pays for itself on
     folders and videos). One-line ``FastStyleError`` for damaged or unknown files."""
@@ -225,12 +389,21 @@ def load_backend(
     if kind is None:
         raise FastStyleError(
             f"{path.name} is not a PyTorch checkpoint, ONNX, TorchScript or safetensors file: "
-            "pass ckpt=<a .ckpt from train.py or its .onnx, .torchscript.pt or .safetensors export>"
+            "pass ckpt=<a .ckpt from train.py or its .onnx, .torchscript.pt, .safetensors or OpenVINO .xml export>"
         )
+    dtype = DTYPES[STYLIZE_PRECISIONS[str(precision).lower()]]
+    if backend == "openvino" or kind == "openvino":
+        if compile:
+            raise FastStyleError("compile=true is torch.compile; OpenVINO compiles by itself: drop compile=")
+        name = str(device).split(":")[0].lower()
+        if name not in OV_DEVICES:
+            raise FastStyleError(f"device={device} is not an OpenVINO device: use device=cpu, gpu (Intel GPUs) or auto")
+        return OpenVinoBackend(path, torch.device("cpu"), dtype, False, fast_kernels, ov_device=OV_DEVICES[name])
     if compile and kind not in ("checkpoint", "safetensors"):
         raise FastStyleError(f"compile=true applies to .ckpt and .safetensors models, not {path.name}: drop compile=")
-    dtype = DTYPES[STYLIZE_PRECISIONS[str(precision).lower()]]
-    backend = BACKENDS[kind](path, torch.device(device), dtype, compile, fast_kernels)
+    if str(device) == "gpu":
+        raise FastStyleError("device=gpu means OpenVINO's Intel GPU: pass backend=openvino, or device=cuda for PyTorch")
+    loaded = BACKENDS[kind](path, torch.device(device), dtype, compile, fast_kernels)
     if kind in ("checkpoint", "safetensors"):
-        backend.eager()  # load now: a damaged file fails before any output is written
-    return backend
+        loaded.eager()  # load now: a damaged file fails before any output is written
+    return loaded

@@ -1,4 +1,4 @@
-"""Exporting a trained stylizer to ONNX, TorchScript and safetensors, each checked after writing.
+"""Exporting a trained stylizer to ONNX, TorchScript, safetensors and OpenVINO IR, each checked after writing.
 
 The contract of every export (the ``Stylizer`` module): input ``images`` float32 RGB ``(B, 3, H, W)``
 in [0, 1], any batch, height and width (odd and tiny sizes included); output ``stylized`` float32
@@ -11,8 +11,9 @@ export leaves no file behind.
 
 from __future__ import annotations
 
-import copy
+import base64
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,51 +24,18 @@ import torch
 from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
-from fast_style.infer.backends import INFO_KEY, load_backend
+from fast_style.infer.backends import INFO_KEY, OV_WEIGHTS_KEY, load_backend, require_openvino
+from fast_style.infer.onnx_graph import CONTRACT, ONNX_OPSET, export_info, plain_copy, plain_graph, write_onnx
 from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
-from fast_style.model.cpu_kernels import use_fast_kernels
 
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
+__all__ = ["CONTRACT", "ONNX_OPSET", "export_info", "plain_graph", "export_stylizer", "export_checkpoint"]
+
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "openvino": ".xml"}
 # (batch, height, width): square, odd and non-square with batch 2, tiny and odd.
 VERIFY_SIZES = ((1, 64, 64), (2, 37, 53), (1, 7, 5))
 TOLERANCE = 1e-3
-ONNX_OPSET = 18
-CONTRACT = "images: float32 RGB (B, 3, H, W) in [0, 1], any B/H/W -> stylized: float32 RGB, same shape, in [0, 1]"
-
-
-def export_info(stylizer: Stylizer, style: str | None = None) -> dict[str, Any]:
-    """The small JSON every export carries: enough to rebuild the network and to use it right."""
-    return {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style, "contract": CONTRACT}
-
-
-def _write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
-    import onnx
-    from torch.export import Dim
-
-    example = torch.rand(1, 3, 64, 64)
-    dims = {"images": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            stylizer,
-            (example,),
-            dynamo=True,
-            opset_version=ONNX_OPSET,
-            dynamic_shapes=dims,
-            input_names=["images"],
-            output_names=["stylized"],
-            verbose=False,
-            # The graph optimizer merges equal initializers (e.g. untrained norm weights) and
-            # renames them; unoptimized, every weight keeps its PyTorch name, which lets stylize.py
-            # rebuild the eager network from the file for tiling. ONNX Runtime optimizes anyway.
-            optimize=False,
-        )
-    model = program.model_proto
-    entry = model.metadata_props.add()
-    entry.key, entry.value = INFO_KEY, json.dumps(info)
-    model.doc_string = f"fast-style stylizer. {CONTRACT}"
-    onnx.save_model(model, str(path))  # one file: the weights (~7 MB) stay inside
-    onnx.checker.check_model(str(path))
+# What training and scripts/export.py write unless told otherwise (openvino is an optional extra).
+DEFAULT_FORMATS = ("onnx", "torchscript", "safetensors")
 
 
 def _write_torchscript(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
@@ -78,6 +46,33 @@ def _write_torchscript(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> 
         torch.jit.save(scripted, str(path), _extra_files={f"{INFO_KEY}.json": json.dumps(info)})
 
 
+def _write_openvino(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    """OpenVINO IR: ``path`` (``.xml``, the graph) and ``path.with_suffix(".bin")`` (the weights).
+
+    Converted from the ONNX export (so the same dynamic batch/height/width and the same contract),
+    weights kept in float32 (``save_model`` would halve them to fp16 by default, ~1e-3 off). The
+    converter folds each instance norm's affine parameters into reshaped, renamed constants, so
+    those (a few KB) also travel in the IR's rt_info: stylize.py rebuilds the eager net from the
+    IR for tiling. ``info`` goes into rt_info too.
+    """
+    import tempfile
+
+    ov = require_openvino("formats=[openvino]")
+    with tempfile.TemporaryDirectory(prefix="fast_style_ov_") as folder:
+        onnx_path = Path(folder) / "model.onnx"
+        write_onnx(stylizer, onnx_path, info)
+        model = ov.convert_model(str(onnx_path))
+    named = {op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    extra = {}
+    for name, tensor in stylizer.state_dict().items():
+        if name not in named:
+            array = tensor.detach().float().cpu().numpy()
+            extra[name] = {"shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode("ascii")}
+    model.set_rt_info(json.dumps(info), [INFO_KEY])
+    model.set_rt_info(json.dumps(extra), [OV_WEIGHTS_KEY])
+    ov.save_model(model, str(path), compress_to_fp16=False)
+
+
 def _write_safetensors(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
@@ -86,9 +81,10 @@ def _write_safetensors(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> 
 
 
 WRITERS: dict[str, Callable[[Stylizer, Path, dict[str, Any]], None]] = {
-    "onnx": _write_onnx,
+    "onnx": write_onnx,
     "torchscript": _write_torchscript,
     "safetensors": _write_safetensors,
+    "openvino": _write_openvino,
 }
 
 
@@ -113,21 +109,21 @@ def export_stylizer(
     stylizer: Stylizer,
     out_dir: str | Path,
     stem: str,
-    formats: Iterable[str] = tuple(WRITERS),
+    formats: Iterable[str] = DEFAULT_FORMATS,
     style: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
-    # A plain copy: the caller's module keeps its device, dtype, layout and CPU fast paths (a
-    # channels-last one would make the exporters trace layout checks on symbolic shapes).
-    stylizer = copy.deepcopy(stylizer).eval().float().cpu().to(memory_format=torch.contiguous_format)
-    use_fast_kernels(stylizer, False)  # the graph gets the plain PyTorch ops
+    stylizer = plain_copy(stylizer)  # the graph gets the plain PyTorch ops; the caller's module is untouched
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     info = export_info(stylizer, style)
     sizes = ", ".join(f"{b}x{h}x{w}" for b, h, w in VERIFY_SIZES)
     written = {}
-    for fmt in dict.fromkeys(formats):
+    formats = list(dict.fromkeys(formats))
+    if "openvino" in formats:
+        require_openvino("formats=[openvino]")  # before writing any other format
+    for fmt in formats:
         target = out_dir / f"{stem}{SUFFIX[fmt]}"
         diff = write_verified(fmt, stylizer, target, info)
         if fmt == "safetensors":
@@ -141,7 +137,17 @@ def write_verified(fmt: str, stylizer: Stylizer, target: Path, info: dict) -> fl
     """Write one format to ``target`` through a temporary file that is checked against eager
     PyTorch before it is renamed into place; returns the max abs diff, raises (nothing kept) on failure."""
     checked: list[float] = []
-    atomic_write(target, lambda tmp: checked.append(_write_and_check(fmt, stylizer, tmp, info, target.stem)))
+
+    def write(tmp: Path) -> None:
+        try:
+            checked.append(_write_and_check(fmt, stylizer, tmp, info, target.stem))
+            if fmt == "openvino":  # the weights file goes next to the graph, then the graph is renamed
+                os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))
+        finally:
+            if fmt == "openvino":  # a failed write or check leaves no weights file behind
+                tmp.with_suffix(".bin").unlink(missing_ok=True)
+
+    atomic_write(target, write)
     return checked[0]
 
 
@@ -161,7 +167,7 @@ def _write_and_check(fmt: str, stylizer: Stylizer, tmp: Path, info: dict, name: 
 
 def export_checkpoint(
     ckpt: str | Path,
-    formats: Iterable[str] = tuple(WRITERS),
+    formats: Iterable[str] = DEFAULT_FORMATS,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:

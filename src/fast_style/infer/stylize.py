@@ -1,6 +1,7 @@
 """``stylize(cfg)``: everything ``python stylize.py`` does (see the README's data flow).
 
-Any model file (``.ckpt``, ``.onnx``, TorchScript ``.pt``/``.ts``, ``.safetensors``), any input (an
+Any model file (``.ckpt``, ``.onnx``, TorchScript ``.pt``/``.ts``, ``.safetensors``, OpenVINO ``.xml``;
+``backend=openvino`` runs any of them on OpenVINO), any input (an
 image, a folder of images, a video), any size: large images go through ``tiling``. Images are
 ``(3, H, W)`` float in [0, 1] throughout; the output always has the input's size.
 """
@@ -168,10 +169,13 @@ def stylize_folder(
 def stylize(cfg: DictConfig) -> list[Path]:
     """Everything ``python stylize.py`` does, from a validated ``configs/stylize.yaml``."""
     options = Options.from_config(cfg)
-    device = resolve_device(cfg.device)
+    openvino = cfg.backend == "openvino" or str(cfg.ckpt).lower().endswith(".xml")
+    device = cfg.device if openvino else resolve_device(cfg.device)  # OpenVINO names its own devices
     source, target = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
     pairs = plan_outputs(source, target, cfg.overwrite)
-    backend = load_backend(cfg.ckpt, device, cfg.precision, compile=cfg.compile, fast_kernels=cfg.fast_kernels)
+    backend = load_backend(
+        cfg.ckpt, device, cfg.precision, compile=cfg.compile, fast_kernels=cfg.fast_kernels, backend=cfg.backend
+    )
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         dst = pairs[0][1]
         frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)

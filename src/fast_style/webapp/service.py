@@ -48,7 +48,7 @@ def style_of(path: Path, backend: Backend) -> str | None:
     try:
         if backend.kind == "checkpoint":
             return read_checkpoint(path)["fast_style"].get("style")
-        if backend.kind == "torchscript":
+        if backend.kind in ("torchscript", "openvino"):
             return backend.info.get("style")
         if backend.kind == "onnx":
             meta = backend.session.get_modelmeta().custom_metadata_map

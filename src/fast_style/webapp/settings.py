@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig
 
 from fast_style.errors import FastStyleError
 
-MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".ts", ".safetensors")
+MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".ts", ".safetensors", ".xml")  # .xml: OpenVINO IR
 AUTH_ENV = "FAST_STYLE_APP_AUTH"
 
 
@@ -61,7 +61,7 @@ def find_models(checkpoints_dir: str | Path | None, explicit: list[str]) -> tupl
         path = Path(item).expanduser()
         if path.suffix.lower() not in MODEL_SUFFIXES:
             raise FastStyleError(
-                f"ckpt={item} has unsupported extension {path.suffix!r}: pass .ckpt, .onnx, .pt/.ts or .safetensors files"
+                f"ckpt={item} has unsupported extension {path.suffix!r}: pass .ckpt, .onnx, .pt/.ts, .safetensors or OpenVINO .xml files"
             )
         if not path.is_file():
             raise FastStyleError(f"model file {item} does not exist: check the path in ckpt=[...]")
