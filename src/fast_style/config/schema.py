@@ -176,6 +176,15 @@ class LossConfig:
     normalize: bool = False  # true: scale-free relative errors (weights carry over between VGG files)
     # Weight of each perceptual.style_layers entry; null: 1 for every layer (see TrainConfig.cross_check).
     style_layer_weights: list[float] | None = None
+    # Stability training (fast_style/model/stability.py): mean |W(f(x)) - f(W(x) + n)| for a random
+    # smooth motion W and noise n per image; 0 = off (the published recipe). Motion strengths are in
+    # pixels at data.image_size; noise is a standard deviation on the [0, 1] scale.
+    stability_weight: float = setting(0.0, **at_least(0, " (0: off)"))
+    stability_shift: float = setting(2.0, **at_least(0, " (pixels)"))
+    stability_rotation: float = setting(1.0, **at_least(0, " (degrees)"))
+    stability_zoom: float = setting(0.02, "from 0 to 0.5 (zoom fraction)", lambda v: 0.0 <= v <= 0.5)
+    stability_flow: float = setting(1.0, **at_least(0, " (pixels)"))
+    stability_noise: float = setting(0.02, "from 0 to 1 (standard deviation)", lambda v: 0.0 <= v <= 1.0)
 
 
 @dataclass
