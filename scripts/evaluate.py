@@ -21,6 +21,9 @@ def main(cfg) -> None:
         size=cfg.size,
         device=cfg.device,
         repeats=cfg.repeats,
+        flicker_frames=cfg.flicker_frames,
+        video=cfg.video,
+        video_frames=cfg.video_frames,
     )
     print(format_table(reports, references))
     print(f"report: {write_report(reports, references, cfg.out)}")

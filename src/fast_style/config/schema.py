@@ -398,6 +398,10 @@ class EvaluateConfig:
     device: str = device_setting("cpu")
     repeats: int = setting(1, **at_least(1))  # timed runs per photo (the fastest counts)
     out: str = "evaluation.json"  # the full report (per photo, per layer)
+    # The flicker figure (fast_style/flicker.py): a synthetic clip of this many frames per photo.
+    flicker_frames: int = setting(8, ">= 2, or 0 to skip the flicker figure", lambda v: v == 0 or v >= 2)
+    video: str | None = existing(None, "file", "pass video=<a video file> or leave it out")  # real-video flicker
+    video_frames: int = setting(30, **at_least(2, " (the video's first frames measured)"))
 
 
 @dataclass
