@@ -24,6 +24,7 @@ def main(cfg) -> None:
         flicker_frames=cfg.flicker_frames,
         video=cfg.video,
         video_frames=cfg.video_frames,
+        video_blend=cfg.video_blend,
     )
     print(format_table(reports, references))
     print(f"report: {write_report(reports, references, cfg.out)}")

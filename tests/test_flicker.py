@@ -10,6 +10,7 @@ from PIL import Image
 
 from fast_style.checkpoint_format import CHECKPOINT_KEY, NET_PREFIX
 from fast_style.flicker import clip_flicker, global_shift, synthetic_clip, video_flicker, warping_error
+from fast_style.infer.temporal import TemporalBlend
 from fast_style.model.networks import TransformerNet
 
 from .conftest import STAND_IN_VGG, assert_one_line_error, run_script, skimage_photo
@@ -76,9 +77,7 @@ def test_clip_too_small_for_its_motion_is_one_clear_error():
 
 
 def test_global_shift_and_video_flicker_on_a_panning_clip():
-    image = photo(size=80)
-    # A camera panning 2 px right and 1 px down a frame: frame t shows the photo from (2t, t).
-    frames = torch.stack([image[:, t : t + 60, 2 * t : 2 * t + 90] for t in range(5)])
+    frames = panning_frames()
     assert global_shift(frames[0], frames[1]) == (2, 1)
     steady = video_flicker(colour_map, frames)
     assert steady["flicker"] < 1e-6 and steady["flicker_clip"] < 1e-6 and steady["static_share"] > 0.9
@@ -99,14 +98,55 @@ def write_video(path, frames: torch.Tensor, fps: int = 10) -> None:
         container.mux(stream.encode(None))
 
 
-def test_evaluate_script_reports_clip_and_video_flicker(tmp_path, stand_in_vgg, needs_styles):
+def tiny_checkpoint(path) -> None:
+    """An untrained 4-channel net in train.py's checkpoint layout: enough to run the scripts."""
     torch.manual_seed(0)
     net = TransformerNet(channels=4, residual_blocks=1)
     checkpoint = {
         "state_dict": {NET_PREFIX + k: v for k, v in net.state_dict().items()},
         CHECKPOINT_KEY: {"format_version": 1, "model": dict(net.config), "style": "starry_night"},
     }
-    torch.save(checkpoint, tmp_path / "tiny.ckpt")
+    torch.save(checkpoint, path)
+
+
+def panning_frames(frames: int = 5, size: int = 80) -> torch.Tensor:
+    """A camera panning 2 px right and 1 px down a frame: frame t shows the photo from (2t, t)."""
+    image = photo(size=size)
+    return torch.stack([image[:, t : t + 60, 2 * t : 2 * t + 90] for t in range(frames)])
+
+
+def test_video_blend_steadies_a_noisy_stylizer_and_leaves_a_steady_one_and_cuts_alone():
+    frames = panning_frames()
+    noisy = video_flicker(NoisyStylizer(0.2), frames)
+    blend = TemporalBlend(0.5)
+    blended = video_flicker(lambda batch: blend(batch, NoisyStylizer(0.2)(batch)), frames)
+    assert blended["flicker"] < 0.7 * noisy["flicker"]
+    # A steady stylizer's frames already line up: the blend changes nothing where the shift is exact.
+    blend = TemporalBlend(0.5)
+    first = blend(frames[:1], colour_map(frames[:1]))
+    second = blend(frames[1:2], colour_map(frames[1:2]))
+    torch.testing.assert_close(second[..., :-1, :-2], colour_map(frames[1:2])[..., :-1, :-2], atol=1e-5, rtol=0)
+    assert torch.equal(first, colour_map(frames[:1]))
+    # A cut (an unrelated picture) is not blended with the previous shot.
+    other = photo("coffee", size=80)[:, :60, :90][None]
+    torch.testing.assert_close(blend(other, colour_map(other)), colour_map(other))
+    assert torch.equal(TemporalBlend(0)(frames, frames.flip(1)), frames.flip(1))
+
+
+def test_stylize_video_with_video_blend(tmp_path):
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
+    write_video(tmp_path / "pan.mp4", panning_frames(4))
+    ckpt, video = f"ckpt={tmp_path / 'tiny.ckpt'}", f"input={tmp_path / 'pan.mp4'}"
+    result = run_script("stylize.py", ckpt, video, f"output={tmp_path / 'out.mp4'}", "video_blend=0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(4 frames)" in result.stdout and (tmp_path / "out.mp4").stat().st_size > 0
+    bad = run_script("stylize.py", ckpt, video, f"output={tmp_path / 'bad.mp4'}", "video_blend=1")
+    assert_one_line_error(bad, "video_blend=1.0", "0.9")
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_evaluate_script_reports_clip_and_video_flicker(tmp_path, stand_in_vgg, needs_styles):
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(skimage_photo("coffee")).resize((72, 48)).save(photos / "coffee.png")
@@ -122,6 +162,10 @@ def test_evaluate_script_reports_clip_and_video_flicker(tmp_path, stand_in_vgg, 
     assert model["mean"]["flicker"] > 0 and report["photos"]["mean"]["flicker"] > 0
     assert set(model["video"]) == {"flicker", "flicker_clip", "static_share"}
     assert 0 < model["video"]["static_share"] <= 1
+    blended_out = tmp_path / "blended.json"
+    result = run_script("scripts/evaluate.py", *args, "video_blend=0.5", "size=64", f"out={blended_out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(blended_out.read_text())["models"][0]["mean"]["flicker"] > 0
     bad = run_script("scripts/evaluate.py", *args[:-1], "flicker_frames=1", f"out={tmp_path / 'no.json'}")
     assert_one_line_error(bad, "flicker_frames=1")
     assert not (tmp_path / "no.json").exists()

@@ -4,7 +4,7 @@ For each model and photo: the ``quality`` figures (style gain per VGG style laye
 content error, structure kept, artifact share, palette distance), the flicker figure of a short
 synthetic clip of the photo (``flicker.py``) and the time per megapixel; then the mean over
 photos. The photos themselves are measured too ("photo" row): the artifact share of a clean output
-should stay near the photo's own, and the clip's own flicker is the floor a stylizer can reach.
+should stay near the photo's own, and the clip's own flicker is what its noise and motion alone give.
 With ``video=`` the flicker of a real video's first frames is reported too.
 
 Which painting and which VGG: by default those the model was trained with (a ``.ckpt`` carries its
@@ -33,6 +33,7 @@ from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
 from fast_style.images import list_images, load_image
 from fast_style.infer.backends import load_backend
+from fast_style.infer.temporal import TemporalBlend
 from fast_style.model.perceptual import VGGFeatures, gram_matrix
 
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -221,11 +222,13 @@ def evaluate(
     flicker_frames: int = flicker_figure.CLIP_FRAMES,
     video: str | Path | None = None,
     video_frames: int = flicker_figure.VIDEO_FRAMES,
+    video_blend: float = 0.0,
 ) -> tuple[list[ModelReport], dict[str, dict[str, Any]]]:
     """Measure every model on every photo; returns the model reports and the photos' own figures.
 
     ``flicker_frames``: frames of each photo's synthetic clip (0: no flicker figure). ``video``: a
     video whose first ``video_frames`` frames (at ``size``) get the real-video flicker figure.
+    ``video_blend``: measure the clips as ``stylize.py video_blend=`` renders them.
     """
     paths = find_models(list(models))
     photo_paths = list_images(photos) if not isinstance(photos, list) else [Path(p) for p in photos]
@@ -251,7 +254,9 @@ def evaluate(
                 times.append(time.perf_counter() - start)
             row = judge.figures(output, photo)
             row["ms_per_mp"] = 1000 * min(times) / (photo.shape[-1] * photo.shape[-2] / 1e6)
-            clip_figures = flicker_figure.clip_flicker(backend, photo, flicker_frames) if flicker_frames else {}
+            clip_figures = {}
+            if flicker_frames:
+                clip_figures = flicker_figure.clip_flicker(_video_stylizer(backend, video_blend), photo, flicker_frames)
             if clip_figures:
                 row["flicker"] = clip_figures["flicker"]
             report.photos[photo_name] = row
@@ -266,9 +271,15 @@ def evaluate(
                 if clip_figures:
                     references[photo_name]["flicker"] = clip_figures["flicker_clip"]  # the unstylized clip
         if clip is not None:
-            report.video = flicker_figure.video_flicker(backend, clip)
+            report.video = flicker_figure.video_flicker(_video_stylizer(backend, video_blend), clip)
         reports.append(report)
     return reports, references
+
+
+def _video_stylizer(backend, video_blend: float):
+    """The backend as ``stylize.py`` runs it on a video: frames in order, with ``video_blend``."""
+    blend = TemporalBlend(video_blend)  # a fresh one per clip: no state carried between clips
+    return lambda batch: blend(batch, backend(batch))
 
 
 def format_table(reports: list[ModelReport], references: dict[str, dict[str, Any]]) -> str:

@@ -348,6 +348,8 @@ class StylizeConfig:
     scale: float = setting(1.0, "from 0.01 to 16 (1 = native size)", lambda v: 0.01 <= v <= 16)
     batch_size: int = setting(4, **at_least(1))  # images of equal size (and video frames) per forward pass
     overwrite: bool = False  # allow writing over the input file(s)
+    # Videos: blend each output frame with the motion-compensated previous one (fast_style/infer/temporal.py).
+    video_blend: float = setting(0.0, "from 0 (off) to 0.9", lambda v: 0.0 <= v <= 0.9)
 
 
 @dataclass
@@ -402,6 +404,7 @@ class EvaluateConfig:
     flicker_frames: int = setting(8, ">= 2, or 0 to skip the flicker figure", lambda v: v == 0 or v >= 2)
     video: str | None = existing(None, "file", "pass video=<a video file> or leave it out")  # real-video flicker
     video_frames: int = setting(30, **at_least(2, " (the video's first frames measured)"))
+    video_blend: float = setting(0.0, "from 0 (off) to 0.9", lambda v: 0.0 <= v <= 0.9)  # stylize.py's, measured
 
 
 @dataclass
