@@ -21,6 +21,10 @@ def main(cfg) -> None:
         size=cfg.size,
         device=cfg.device,
         repeats=cfg.repeats,
+        flicker_frames=cfg.flicker_frames,
+        video=cfg.video,
+        video_frames=cfg.video_frames,
+        video_blend=cfg.video_blend,
     )
     print(format_table(reports, references))
     print(f"report: {write_report(reports, references, cfg.out)}")

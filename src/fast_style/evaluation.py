@@ -1,9 +1,11 @@
 """Quality report for trained stylizers on a set of photos (``scripts/evaluate.py``).
 
 For each model and photo: the ``quality`` figures (style gain per VGG style layer and mean,
-content error, structure kept, artifact share, palette distance) and the time per megapixel; then
-the mean over photos. The photos themselves are measured too ("photo" row): the artifact share
-of a clean output should stay near the photo's own.
+content error, structure kept, artifact share, palette distance), the flicker figure of a short
+synthetic clip of the photo (``flicker.py``) and the time per megapixel; then the mean over
+photos. The photos themselves are measured too ("photo" row): the artifact share of a clean output
+should stay near the photo's own, and the clip's own flicker is what its noise and motion alone give.
+With ``video=`` the flicker of a real video's first frames is reported too.
 
 Which painting and which VGG: by default those the model was trained with (a ``.ckpt`` carries its
 config); ``style=`` (a style config name or an image path) and ``weights=`` override them, and
@@ -24,17 +26,19 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from fast_style import flicker as flicker_figure
 from fast_style import quality
 from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
 from fast_style.images import list_images, load_image
 from fast_style.infer.backends import load_backend
+from fast_style.infer.temporal import TemporalBlend
 from fast_style.model.perceptual import VGGFeatures, gram_matrix
 
 DEFAULT_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 DEFAULT_CONTENT_LAYER = "relu2_2"
-FIGURES = ("style_gain", "content_error", "structure", "artifact_share", "palette_distance", "ms_per_mp")
+FIGURES = ("style_gain", "content_error", "structure", "artifact_share", "palette_distance", "flicker", "ms_per_mp")
 MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".ts", ".safetensors")
 
 
@@ -44,6 +48,7 @@ class ModelReport:
     path: str
     style: str
     photos: dict[str, dict[str, Any]] = field(default_factory=dict)
+    video: dict[str, float] | None = None  # flicker of a real video (video_flicker), when one is given
 
     @property
     def mean(self) -> dict[str, float]:
@@ -214,13 +219,23 @@ def evaluate(
     size: int | None = None,
     device: str = "cpu",
     repeats: int = 1,
+    flicker_frames: int = flicker_figure.CLIP_FRAMES,
+    video: str | Path | None = None,
+    video_frames: int = flicker_figure.VIDEO_FRAMES,
+    video_blend: float = 0.0,
 ) -> tuple[list[ModelReport], dict[str, dict[str, Any]]]:
-    """Measure every model on every photo; returns the model reports and the photos' own figures."""
+    """Measure every model on every photo; returns the model reports and the photos' own figures.
+
+    ``flicker_frames``: frames of each photo's synthetic clip (0: no flicker figure). ``video``: a
+    video whose first ``video_frames`` frames (at ``size``) get the real-video flicker figure.
+    ``video_blend``: measure the clips as ``stylize.py video_blend=`` renders them.
+    """
     paths = find_models(list(models))
     photo_paths = list_images(photos) if not isinstance(photos, list) else [Path(p) for p in photos]
     if not photo_paths:
         raise FastStyleError(f"no photos in {photos}: pass photos=<folder of images>")
     images = {p.name: load_photo(p, size) for p in photo_paths}
+    clip = flicker_figure.read_video_frames(video, video_frames, size) if video else None
     judges: dict[str, Judge] = {}
     reports, references = [], {}
     for path in paths:
@@ -239,6 +254,11 @@ def evaluate(
                 times.append(time.perf_counter() - start)
             row = judge.figures(output, photo)
             row["ms_per_mp"] = 1000 * min(times) / (photo.shape[-1] * photo.shape[-2] / 1e6)
+            clip_figures = {}
+            if flicker_frames:
+                clip_figures = flicker_figure.clip_flicker(_video_stylizer(backend, video_blend), photo, flicker_frames)
+            if clip_figures:
+                row["flicker"] = clip_figures["flicker"]
             report.photos[photo_name] = row
             if photo_name not in references:
                 references[photo_name] = {
@@ -248,8 +268,18 @@ def evaluate(
                     "artifact_share": quality.artifact_share(photo),
                     "palette_distance": quality.palette_distance(photo, judge.painting),
                 }
+                if clip_figures:
+                    references[photo_name]["flicker"] = clip_figures["flicker_clip"]  # the unstylized clip
+        if clip is not None:
+            report.video = flicker_figure.video_flicker(_video_stylizer(backend, video_blend), clip)
         reports.append(report)
     return reports, references
+
+
+def _video_stylizer(backend, video_blend: float):
+    """The backend as ``stylize.py`` runs it on a video: frames in order, with ``video_blend``."""
+    blend = TemporalBlend(video_blend)  # a fresh one per clip: no state carried between clips
+    return lambda batch: blend(batch, backend(batch))
 
 
 def format_table(reports: list[ModelReport], references: dict[str, dict[str, Any]]) -> str:
@@ -267,6 +297,12 @@ def format_table(reports: list[ModelReport], references: dict[str, dict[str, Any
         lines.append(row(report.name, "MEAN", report.mean))
         layers = report.mean.get("style_gain_layers", {})
         lines.append(f"{'':<28} {'style gain per layer':<22} " + "  ".join(f"{n} {v:.3f}" for n, v in layers.items()))
+        if report.video:
+            video = report.video
+            lines.append(
+                f"{'':<28} {'video flicker':<22} {video['flicker']:.4f} (the input video: {video['flicker_clip']:.4f}; "
+                f"{video['static_share']:.0%} of pixels counted)"
+            )
     if references:
         lines.append("-" * len(header))
         for photo, figures in references.items():
@@ -283,10 +319,14 @@ def to_json(reports: list[ModelReport], references: dict[str, dict[str, Any]]) -
             "structure": "higher: correlation of Sobel edge magnitudes, output vs photo",
             "artifact_share": "lower: share of luminance spectrum power at periods <= 4 px (Hann window)",
             "palette_distance": "lower: sliced Wasserstein-1 distance of RGB colours to the painting",
+            "flicker": "lower: mean |S_t - W(S_t-1)| over valid pixels of a synthetic clip of the photo (known "
+            "sub-pixel pan, zoom, rotation, noise), stylized frame by frame; the photo row: the unstylized clip",
             "ms_per_mp": "milliseconds per megapixel, batch 1, this machine",
         },
         "models": [
-            {"name": r.name, "path": r.path, "style": r.style, "mean": r.mean, "photos": r.photos} for r in reports
+            {"name": r.name, "path": r.path, "style": r.style, "mean": r.mean, "photos": r.photos}
+            | ({"video": r.video} if r.video else {})
+            for r in reports
         ],
         "photos": {"photos": references, "mean": mean_figures(references.values())},
     }

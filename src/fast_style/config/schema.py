@@ -191,6 +191,15 @@ class LossConfig:
     normalize: bool = False  # true: scale-free relative errors (weights carry over between VGG files)
     # Weight of each perceptual.style_layers entry; null: 1 for every layer (see TrainConfig.cross_check).
     style_layer_weights: list[float] | None = None
+    # Stability training (fast_style/model/stability.py): mean |W(f(x)) - f(W(x) + n)| for a random
+    # smooth motion W and noise n per image; 0 = off (the published recipe). Motion strengths are in
+    # pixels at data.image_size; noise is a standard deviation on the [0, 1] scale.
+    stability_weight: float = setting(0.0, **at_least(0, " (0: off)"))
+    stability_shift: float = setting(2.0, **at_least(0, " (pixels)"))
+    stability_rotation: float = setting(1.0, **at_least(0, " (degrees)"))
+    stability_zoom: float = setting(0.02, "from 0 to 0.5 (zoom fraction)", lambda v: 0.0 <= v <= 0.5)
+    stability_flow: float = setting(1.0, **at_least(0, " (pixels)"))
+    stability_noise: float = setting(0.02, "from 0 to 1 (standard deviation)", lambda v: 0.0 <= v <= 1.0)
 
 
 @dataclass
@@ -363,6 +372,8 @@ class StylizeConfig:
     scale: float = setting(1.0, "from 0.01 to 16 (1 = native size)", lambda v: 0.01 <= v <= 16)
     batch_size: int = setting(4, **at_least(1))  # images of equal size (and video frames) per forward pass
     overwrite: bool = False  # allow writing over the input file(s)
+    # Videos: blend each output frame with the motion-compensated previous one (fast_style/infer/temporal.py).
+    video_blend: float = setting(0.0, "from 0 (off) to 0.9", lambda v: 0.0 <= v <= 0.9)
 
     @staticmethod
     def cross_check(node: Node) -> None:
@@ -427,6 +438,11 @@ class EvaluateConfig:
     device: str = device_setting("cpu")
     repeats: int = setting(1, **at_least(1))  # timed runs per photo (the fastest counts)
     out: str = "evaluation.json"  # the full report (per photo, per layer)
+    # The flicker figure (fast_style/flicker.py): a synthetic clip of this many frames per photo.
+    flicker_frames: int = setting(8, ">= 2, or 0 to skip the flicker figure", lambda v: v == 0 or v >= 2)
+    video: str | None = existing(None, "file", "pass video=<a video file> or leave it out")  # real-video flicker
+    video_frames: int = setting(30, **at_least(2, " (the video's first frames measured)"))
+    video_blend: float = setting(0.0, "from 0 (off) to 0.9", lambda v: 0.0 <= v <= 0.9)  # stylize.py's, measured
 
 
 @dataclass

@@ -23,6 +23,7 @@ from fast_style.images import IMAGE_EXTENSIONS, list_images, load_image, save_im
 from fast_style.infer.backends import Backend, load_backend
 from fast_style.infer.color import blend_into
 from fast_style.infer.stylizer import resolve_device
+from fast_style.infer.temporal import TemporalBlend
 from fast_style.infer.tiling import AUTO_TILE, AUTO_TILE_PIXELS, stylize_tiled
 from fast_style.infer.video import VIDEO_EXTENSIONS, stylize_video
 
@@ -178,7 +179,12 @@ def stylize(cfg: DictConfig) -> list[Path]:
     )
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         dst = pairs[0][1]
-        frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)
+        blend = TemporalBlend(cfg.get("video_blend", 0.0))  # strength 0: the frames as stylized
+
+        def process(batch: torch.Tensor) -> torch.Tensor:
+            return blend(batch, stylize_batch(backend, batch, options))
+
+        frames = stylize_video(source, dst, process, options.batch_size)
         print(f"wrote {dst} ({frames} frames)")
         return [dst]
     written, failures = stylize_folder(backend, pairs, options, keep_going=source.is_dir())

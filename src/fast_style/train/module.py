@@ -13,6 +13,7 @@ from fast_style.checkpoint_format import CHECKPOINT_KEY, FORMAT_VERSION, NET_PRE
 from fast_style.errors import FastStyleError
 from fast_style.model.networks import TransformerNet
 from fast_style.model.perceptual import PerceptualLoss
+from fast_style.model.stability import StabilityLoss
 
 SKIPPED_KEY = "fast_style_skipped_files"  # the unreadable files seen so far (a sorted list of str)
 SKIPPED_PRINTED = 10  # the first unreadable files are named as they appear; the rest only at the end
@@ -32,6 +33,7 @@ class StyleTransferModule(pl.LightningModule):
         scheduler: optional partial LR scheduler constructor taking the optimizer (stepped per step).
         metadata: plain data saved in every checkpoint (style name, config) next to the model config.
         channels_last: keep both nets and the batches in NHWC, which is faster on GPUs and bf16 CPUs.
+        stability: optional stability term (``loss.stability_weight`` > 0), logged as ``loss/stability``.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class StyleTransferModule(pl.LightningModule):
         metadata: dict[str, Any] | None = None,
         channels_last: bool = True,
         compile: bool = False,
+        stability: StabilityLoss | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -52,6 +55,7 @@ class StyleTransferModule(pl.LightningModule):
         self.metadata = dict(metadata or {})
         self.channels_last = channels_last
         self.compile = compile
+        self.stability = stability
         self.skipped_files: set[str] = set()
         self.finite_check_every = 25
         self._first_bad_step: torch.Tensor | None = None
@@ -92,12 +96,26 @@ class StyleTransferModule(pl.LightningModule):
         if images.numel() == 0:
             return None  # every image of this batch was unreadable
         content = self._to_unit_float(images)
-        stylized = self._net_fn(content)
-        terms = self._loss_fn(stylized, content)
+        if self.stability is None:
+            stylized = self._net_fn(content)
+            terms = self._loss_fn(stylized, content)
+        else:
+            terms = self._terms_with_stability(content)
         self._check_finite(terms)
         batch_size = content.shape[0]
         self.log_dict({f"loss/{k}": v for k, v in terms.items()}, on_step=True, prog_bar=True, batch_size=batch_size)
         return terms["total"]
+
+    def _terms_with_stability(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The perceptual terms of f(x) plus ``stability`` (see ``model/stability.py``); the net runs
+        once on the photos and their moved, noisy copies together (instance norm is per image)."""
+        moved, positions = self.stability.perturb(content)
+        both = self._net_fn(torch.cat([content, moved]))
+        stylized, stylized_moved = both[: len(content)], both[len(content) :]
+        terms = self._loss_fn(stylized, content)
+        terms["stability"] = self.stability(stylized, stylized_moved, positions)
+        terms["total"] = terms["total"] + terms["stability"]
+        return terms
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         """Stop with the step and term of the first non-finite loss.

@@ -21,6 +21,7 @@ from fast_style.infer.export import export_checkpoint
 from fast_style.infer.stylizer import Stylizer
 from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.perceptual import PerceptualLoss
+from fast_style.model.stability import stability_from_config
 from fast_style.train.allocator import keep_freed_memory
 from fast_style.train.callbacks import GracefulStop, RNGState, SampleImages, Throughput
 from fast_style.train.checkpoint_io import AtomicCheckpointIO, remove_partial_files
@@ -56,6 +57,7 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         metadata=metadata,
         channels_last=cfg.channels_last,
         compile=cfg.compile,
+        stability=stability_from_config(cfg.loss),
     )
 
 
