@@ -124,7 +124,10 @@ def test_stylize_config_checks(tmp_path):
     ckpt.write_bytes(b"x")
     good = {"ckpt": str(ckpt), "input": "in.jpg", "output": "out.jpg", "device": "cuda:1"}
     validate(OmegaConf.create(good), StylizeConfig)
-    with pytest.raises(FastStyleError, match="device='gpu'"):
+    with pytest.raises(FastStyleError, match="device='tpu'"):
+        validate(OmegaConf.create({**good, "device": "tpu"}), StylizeConfig)
+    # gpu is OpenVINO's device name: without backend=openvino the error says which one was meant.
+    with pytest.raises(FastStyleError, match="backend=openvino.*device=cuda"):
         validate(OmegaConf.create({**good, "device": "gpu"}), StylizeConfig)
     with pytest.raises(FastStyleError, match="missing.ckpt"):
         validate(OmegaConf.create({**good, "ckpt": str(tmp_path / "missing.ckpt")}), StylizeConfig)
@@ -174,7 +177,7 @@ def test_bad_invocations_fail_with_one_line(photos_dir, tmp_path):
             ["none.ckpt"],
         ),
         "stylize unknown key": (["ckpt=x", "input=y", "output=z", "colour=red"], ["'colour'"]),
-        "stylize bad device": ([f"ckpt={photo}", "input=y", "output=z", "device=gpu"], ["device='gpu'"]),
+        "stylize bad device": ([f"ckpt={photo}", "input=y", "output=z", "device=tpu"], ["device='tpu'"]),
     }
     commands = [[str(ROOT / "train.py"), *base, *args] for args, _ in train_cases.values()]
     commands += [[str(ROOT / "stylize.py"), *args] for args, _ in stylize_cases.values()]
