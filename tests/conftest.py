@@ -180,3 +180,13 @@ def trained_run(photos_dir, tmp_path_factory):
     with contextlib.redirect_stdout(stdout):
         train(compose_train(overrides, run_dir))
     return run_dir, stdout.getvalue()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run tests/test_openvino.py last. Known bug (2026-11-30, OpenVINO 2026.4.1, torch 2.14.1, AVX2 CPU):
+    after OpenVINO has read an ``.onnx`` file in a process (``backend=openvino`` with ``final.onnx``),
+    a later multi-step training in the same process can segfault inside torch's OpenMP instance-norm
+    kernel (gdb: ``batch_norm_cpu_collect_stats_contiguous_impl``). Seen only in a training that followed
+    (stylize.py's tiled PyTorch path after OpenVINO passes its tests); until it is understood, the training
+    tests of this one pytest process run first."""
+    items.sort(key=lambda item: item.path.name == "test_openvino.py")
