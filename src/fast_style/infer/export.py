@@ -24,7 +24,7 @@ from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
 from fast_style.infer.backends import INFO_KEY, load_backend
-from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
+from fast_style.infer.stylizer import Stylizer, network_from_checkpoint, style_mixes
 from fast_style.model.cpu_kernels import use_fast_kernels
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
@@ -33,28 +33,48 @@ VERIFY_SIZES = ((1, 64, 64), (2, 37, 53), (1, 7, 5))
 TOLERANCE = 1e-3
 ONNX_OPSET = 18
 CONTRACT = "images: float32 RGB (B, 3, H, W) in [0, 1], any B/H/W -> stylized: float32 RGB, same shape, in [0, 1]"
+MULTI_CONTRACT = CONTRACT.replace(" -> ", ", style_weights: float32 (B, S), rows summing to 1 (columns: styles) -> ")
 
 
-def export_info(stylizer: Stylizer, style: str | None = None) -> dict[str, Any]:
-    """The small JSON every export carries: enough to rebuild the network and to use it right."""
-    return {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style, "contract": CONTRACT}
+def export_info(stylizer: Stylizer, style: str | None = None, styles: list[str] | None = None) -> dict[str, Any]:
+    """The small JSON every export carries: enough to rebuild the network and to use it right.
+    A multi-style net's also lists its ``styles`` (the columns of its ``style_weights`` input)."""
+    multi = stylizer.net.num_styles > 1
+    info = {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style}
+    if multi:
+        info["styles"] = list(styles or (f"style_{i}" for i in range(stylizer.net.num_styles)))
+    return info | {"contract": MULTI_CONTRACT if multi else CONTRACT}
+
+
+def example_inputs(stylizer: Stylizer, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple:
+    """``(images,)``, or for a multi-style net ``(images, style_weights)`` with random blends
+    ``(B, S)`` (rows summing to 1; the first row one-hot), so parity covers pure styles and blends."""
+    styles = stylizer.net.num_styles
+    if styles == 1:
+        return (images,)
+    weights = torch.rand(images.shape[0], styles, generator=generator)
+    weights[0] = torch.nn.functional.one_hot(torch.tensor(styles - 1), styles)
+    return images, weights / weights.sum(1, keepdim=True)
 
 
 def _write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
     import onnx
     from torch.export import Dim
 
-    example = torch.rand(1, 3, 64, 64)
-    dims = {"images": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
+    example = example_inputs(stylizer, torch.rand(1, 3, 64, 64))
+    batch = Dim("batch")
+    dims = {"images": {0: batch, 2: Dim("height"), 3: Dim("width")}}
+    if len(example) == 2:
+        dims["style_weights"] = {0: batch}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             stylizer,
-            (example,),
+            example,
             dynamo=True,
             opset_version=ONNX_OPSET,
             dynamic_shapes=dims,
-            input_names=["images"],
+            input_names=list(dims),
             output_names=["stylized"],
             verbose=False,
             # The graph optimizer merges equal initializers (e.g. untrained norm weights) and
@@ -94,19 +114,30 @@ WRITERS: dict[str, Callable[[Stylizer, Path, dict[str, Any]], None]] = {
 
 def parity(stylizer: Stylizer, path: Path, sizes=VERIFY_SIZES) -> float:
     """Max abs difference (on the [0, 1] scale) between ``path`` loaded as ``stylize.py`` would
-    and eager ``stylizer``, over ``sizes`` of a fixed random batch."""
+    and eager ``stylizer``, over ``sizes`` of a fixed random batch (a multi-style net: with random
+    ``style_weights``, pure styles and blends, see ``example_inputs``)."""
     backend = load_backend(path, "cpu", "32")
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     for batch, height, width in sizes:
-        images = torch.rand(batch, 3, height, width, generator=generator)
+        inputs = example_inputs(stylizer, torch.rand(batch, 3, height, width, generator=generator), generator)
+        images = inputs[0]
         with torch.inference_mode():
-            expected = stylizer(images)
-        got = backend(images)
+            expected = stylizer(*inputs)
+        if len(inputs) == 2:
+            got = torch.cat([_run_with_mix(backend, images[i : i + 1], inputs[1][i]) for i in range(batch)])
+        else:
+            got = backend(images)
         if got.shape != expected.shape:
             raise FastStyleError(f"{path.name} returned shape {tuple(got.shape)} for {tuple(images.shape)}")
         worst = max(worst, float((got - expected).abs().max()))
     return worst
+
+
+def _run_with_mix(backend, images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """One image ``(1, 3, H, W)`` through ``backend`` with the style weights ``mix`` ``(S,)``."""
+    backend.select_style(mix)
+    return backend(images)
 
 
 def export_stylizer(
@@ -116,6 +147,7 @@ def export_stylizer(
     formats: Iterable[str] = tuple(WRITERS),
     style: str | None = None,
     log: Callable[[str], None] = print,
+    styles: list[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
     # A plain copy: the caller's module keeps its device, dtype, layout and CPU fast paths (a
@@ -124,7 +156,7 @@ def export_stylizer(
     use_fast_kernels(stylizer, False)  # the graph gets the plain PyTorch ops
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = export_info(stylizer, style)
+    info = export_info(stylizer, style, styles)
     sizes = ", ".join(f"{b}x{h}x{w}" for b, h, w in VERIFY_SIZES)
     written = {}
     for fmt in dict.fromkeys(formats):
@@ -164,10 +196,27 @@ def export_checkpoint(
     formats: Iterable[str] = tuple(WRITERS),
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    style: Any = None,
 ) -> dict[str, Path]:
-    """Export a fast-style Lightning checkpoint; files go next to it unless ``out_dir`` is given."""
+    """Export a fast-style Lightning checkpoint; files go next to it unless ``out_dir`` is given.
+
+    A multi-style checkpoint exports with a ``style_weights`` input, or, given ``style`` (a name
+    or a blend, see ``style_mixes``), baked into a plain single-input stylizer named
+    ``<stem>_<style>``."""
     ckpt = Path(ckpt).expanduser()
     checkpoint = read_checkpoint(ckpt, "pass ckpt=<a .ckpt written by train.py>")
     stylizer = Stylizer(network_from_checkpoint(checkpoint)).eval()
-    style = checkpoint[CHECKPOINT_KEY].get("style")
-    return export_stylizer(stylizer, out_dir or ckpt.parent, ckpt.stem, formats, style=style, log=log)
+    meta = checkpoint[CHECKPOINT_KEY]
+    styles = list(meta.get("styles") or [])
+    stem = ckpt.stem
+    if style is not None and not styles:
+        raise FastStyleError(f"{ckpt.name} holds one style ({meta.get('style')}): drop style= to export it")
+    if style is not None:
+        [(label, mix)] = style_mixes(style, styles)[:1] if str(style) != "all" else [(None, None)]
+        if label is None:
+            raise FastStyleError("style=all applies to stylize.py: export one style or blend at a time, or none")
+        stylizer = Stylizer(stylizer.net.baked(mix), margin=stylizer.margin).eval()
+        return export_stylizer(stylizer, out_dir or ckpt.parent, f"{stem}_{label}", formats, style=label, log=log)
+    return export_stylizer(
+        stylizer, out_dir or ckpt.parent, stem, formats, style=meta.get("style"), log=log, styles=styles
+    )

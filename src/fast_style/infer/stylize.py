@@ -21,7 +21,7 @@ from fast_style.errors import FastStyleError
 from fast_style.images import IMAGE_EXTENSIONS, list_images, load_image, save_image
 from fast_style.infer.backends import Backend, load_backend
 from fast_style.infer.color import blend_into
-from fast_style.infer.stylizer import resolve_device
+from fast_style.infer.stylizer import resolve_device, style_mixes
 from fast_style.infer.tiling import AUTO_TILE, AUTO_TILE_PIXELS, stylize_tiled
 from fast_style.infer.video import VIDEO_EXTENSIONS, stylize_video
 
@@ -172,6 +172,39 @@ def stylize(cfg: DictConfig) -> list[Path]:
     source, target = Path(cfg.input).expanduser(), Path(cfg.output).expanduser()
     pairs = plan_outputs(source, target, cfg.overwrite)
     backend = load_backend(cfg.ckpt, device, cfg.precision, compile=cfg.compile, fast_kernels=cfg.fast_kernels)
+    mixes = choose_styles(backend, cfg.get("style"))
+    if len(mixes) > 1:  # style=all: one output per style, named after it
+        written = []
+        for label, mix in mixes:
+            backend.select_style(mix)
+            written += _stylize_pairs(
+                backend, source, target, [(src, styled_path(dst, label)) for src, dst in pairs], options
+            )
+        return written
+    if mixes:
+        backend.select_style(mixes[0][1])
+    return _stylize_pairs(backend, source, target, pairs, options)
+
+
+def choose_styles(backend: Backend, spec) -> list[tuple[str, torch.Tensor]]:
+    """``style=`` for this model: ``[(label, weights (S,))]`` (one entry, or one per style for
+    ``all``); ``[]`` for a single-style model, whose own style name is the only one accepted."""
+    if backend.styles:
+        return style_mixes(spec, backend.styles)
+    own = backend.info.get("style")
+    if spec is not None and str(spec) != str(own):
+        raise FastStyleError(f"{backend.path.name} holds one style ({own}): drop style= or pass a multi-style model")
+    return []
+
+
+def styled_path(path: Path, label: str) -> Path:
+    """``out/a.jpg`` -> ``out/a_<label>.jpg`` (style=all writes one file per style)."""
+    return path.with_name(f"{path.stem}_{label}{path.suffix}")
+
+
+def _stylize_pairs(
+    backend: Backend, source: Path, target: Path, pairs: list[tuple[Path, Path]], options: Options
+) -> list[Path]:
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         dst = pairs[0][1]
         frames = stylize_video(source, dst, lambda batch: stylize_batch(backend, batch, options), options.batch_size)
