@@ -167,3 +167,42 @@ def test_train_two_styles_then_add_a_third_with_norms_only(photos_dir, tmp_path,
     backend = load_backend(second / "final.ckpt")
     backend.select_style(style_mixes("the_scream", backend.styles)[0][1])
     assert backend(torch.rand(1, 3, 21, 17)).shape == (1, 3, 21, 17)
+
+
+def save_multi_checkpoint(path, net: TransformerNet, names: list[str]):
+    checkpoint = {
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "fast_style": {"format_version": 1, "model": dict(net.config), "style": "+".join(names), "styles": names},
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("wave", "wave"), ("all", "all"), ("[starry_night:0.7,wave:0.3]", ["starry_night:0.7", "wave:0.3"]),
+     ("starry_night:0.7,wave:0.3", ["starry_night:0.7", "wave:0.3"])],
+)  # fmt: skip
+def test_style_key_of_stylize_and_export_is_not_a_config_group(value, expected):
+    for command, extra in (("stylize", ["input=a.jpg", "output=b.jpg"]), ("export", [])):
+        cfg = load_config(command, ["ckpt=README.md", *extra, f"style={value}"])
+        assert (list(cfg.style) if not isinstance(cfg.style, str) else cfg.style) == expected
+
+
+def test_stylize_picks_blends_and_writes_every_style(tmp_path):
+    from fast_style.images import load_image, save_image
+    from fast_style.infer.stylize import stylize
+
+    net = styled_net(2)
+    ckpt = save_multi_checkpoint(tmp_path / "multi.ckpt", net, ["starry_night", "wave"])
+    photo = save_image(torch.rand(3, 20, 28), tmp_path / "photo.png")
+    base = [f"ckpt={ckpt}", f"input={photo}", "device=cpu"]
+    written = stylize(load_config("stylize", [*base, f"output={tmp_path / 'all'}", "style=all"]))
+    assert sorted(p.name for p in written) == ["photo_starry_night.png", "photo_wave.png"]
+    [wave] = stylize(load_config("stylize", [*base, f"output={tmp_path / 'wave.png'}", "style=wave"]))
+    assert torch.equal(load_image(wave), load_image(tmp_path / "all" / "photo_wave.png"))
+    [blend] = stylize(load_config("stylize", [*base, f"output={tmp_path / 'b.png'}", "style=wave:1,starry_night:0"]))
+    assert torch.equal(load_image(blend), load_image(wave))  # weight 1 is the pure style
+    with pytest.raises(FastStyleError, match="unknown style 'mona': this model has starry_night, wave"):
+        stylize(load_config("stylize", [*base, f"output={tmp_path / 'x.png'}", "style=mona"]))
+    assert not (tmp_path / "x.png").exists()
