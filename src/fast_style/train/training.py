@@ -49,7 +49,7 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         style_weight = cfg.loss.style_weight * cfg.style.get("style_weight_factor", 1.0)
     new_styles = None
     if cfg.get("init_from"):
-        new_styles = initialize_from(net, cfg.init_from, names)
+        new_styles = initialize_from(net, cfg.init_from, names or [cfg.style.name])
     net = use_fast_kernels(net, cfg.fast_kernels)
     loss = PerceptualLoss(
         paintings,
@@ -101,7 +101,8 @@ def initialize_from(net: TransformerNet, path: str, names: list[str]) -> list[in
         if key in norm_keys:
             rows = old[key].reshape(len(old_names), -1)
             mean = rows.mean(0)
-            value.copy_(torch.stack([rows[old_names.index(n)] if n in old_names else mean for n in names]))
+            picked = [rows[old_names.index(n)] if n in old_names else mean for n in names]
+            value.copy_(torch.stack(picked).reshape(value.shape))
         elif old[key].shape != value.shape:
             raise FastStyleError(
                 f"init_from={path} has {key} of shape {tuple(old[key].shape)}, this model {tuple(value.shape)}: "
