@@ -350,7 +350,7 @@ class TrainConfig:
     def cross_check(node: Node) -> None:
         from fast_style.config.style_set import style_set
 
-        styles = style_set(node.get("styles"))  # unknown entries and repeated names are one line each
+        styles = style_set(node.get("styles"), StyleConfig)  # unknown entries and repeated names are one line each
         if node.get("styles") is not None and len(styles) < 2:
             node.fail("styles", node.get("styles"), "a list of at least 2 styles (for one: style=<name>)")
         if node.get("train_only") == "norms" and not (node.get("init_from") and styles):

@@ -21,12 +21,11 @@ def builtin_styles() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "style").glob("*.yaml") if p.stem != "custom")
 
 
-def style_entry(entry: str) -> dict[str, Any]:
-    """One ``styles`` entry -> a plain style config dict (``StyleConfig``'s keys)."""
-    from fast_style.config.schema import StyleConfig
-
+def style_entry(entry: str, schema: type) -> dict[str, Any]:
+    """One ``styles`` entry -> a plain style config dict with the keys and defaults of ``schema``
+    (``config.schema.StyleConfig``, passed in: schema.py imports this module)."""
     entry = str(entry).strip()
-    base = OmegaConf.structured(StyleConfig)
+    base = OmegaConf.structured(schema)
     if entry in builtin_styles():
         node = OmegaConf.load(CONFIG_DIR / "style" / f"{entry}.yaml").style
     elif Path(entry).expanduser().is_file():
@@ -39,9 +38,10 @@ def style_entry(entry: str) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.merge(base, node), resolve=True)
 
 
-def style_set(entries: list[str] | None) -> list[dict[str, Any]]:
-    """Every entry's style config, in order; names must differ (they label the styles)."""
-    configs = [style_entry(e) for e in entries or ()]
+def style_set(entries: list[str] | None, schema: type) -> list[dict[str, Any]]:
+    """Every entry's style config (``schema``: ``StyleConfig``), in order; names must differ
+    (they label the styles)."""
+    configs = [style_entry(e, schema) for e in entries or ()]
     names = [c["name"] for c in configs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from fast_style.checkpoint_format import CHECKPOINT_KEY, net_weights, read_checkpoint
+from fast_style.config.schema import StyleConfig
 from fast_style.config.style_set import run_name, style_set
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
@@ -37,7 +38,7 @@ from fast_style.train.styles import load_style_image
 
 
 def build_module(cfg: DictConfig) -> StyleTransferModule:
-    styles = style_set(cfg.get("styles"))  # [] for the single style of style=
+    styles = style_set(cfg.get("styles"), StyleConfig)  # [] for the single style of style=
     names = [style["name"] for style in styles]
     if styles:  # one net, several styles: conditional instance norm (one scale and shift per style)
         net = instantiate(cfg.model, num_styles=len(styles))
@@ -205,7 +206,7 @@ def evaluate_final(
         return
     config = OmegaConf.to_container(cfg, resolve=True)
     full = copy.deepcopy(module.net).float().to(memory_format=torch.contiguous_format).cpu()
-    styles = style_set(cfg.get("styles"))
+    styles = style_set(cfg.get("styles"), StyleConfig)
     flat, report = {}, {}
     # A multi-style net: each style baked and measured against its own painting (eval/<style>/...).
     for index, style in enumerate(styles or [None]):
