@@ -206,3 +206,77 @@ def test_stylize_picks_blends_and_writes_every_style(tmp_path):
     with pytest.raises(FastStyleError, match="unknown style 'mona': this model has starry_night, wave"):
         stylize(load_config("stylize", [*base, f"output={tmp_path / 'x.png'}", "style=mona"]))
     assert not (tmp_path / "x.png").exists()
+
+
+class RecordingLoss(torch.nn.Module):
+    """A stand-in perceptual loss: records the style indices it is given, total = mean output."""
+
+    def forward(self, stylized, content, style_index=None):
+        self.style_index = style_index
+        return {"total": stylized.float().mean()}
+
+
+def test_stability_term_runs_each_moved_copy_in_its_photos_style():
+    from fast_style.model.stability import StabilityLoss
+    from fast_style.train.module import StyleTransferModule
+
+    net = styled_net(3)
+    # No motion and no noise: the moved copies are the photos, so each output pair agrees exactly
+    # when both images of a pair got the same style, and differs a lot otherwise.
+    still = StabilityLoss(weight=1.0, shift=0, rotation=0, zoom=0, flow=0, noise=0)
+    module = StyleTransferModule(net, RecordingLoss(), channels_last=False, stability=still)
+    seen = []
+    net.register_forward_hook(lambda _module, args, _out: seen.append(args))
+    content = torch.rand(4, 3, 24, 28, generator=torch.Generator().manual_seed(3))
+    index = torch.tensor([0, 2, 1, 2])
+    one_hot = torch.nn.functional.one_hot(index, 3).float()
+    with torch.no_grad():
+        terms = module._terms_with_stability(content, one_hot, index)
+    [(images, weights)] = seen  # one net call for the photos and their moved copies together
+    assert images.shape == (8, 3, 24, 28) and torch.equal(weights, torch.cat([one_hot, one_hot]))
+    assert torch.equal(module.loss.style_index, index)  # the style loss sees each photo's style
+    assert float(terms["stability"]) < 1e-4
+    with torch.no_grad():
+        alone = net(content, one_hot).mean()  # instance norm is per image: the batch does not matter
+    torch.testing.assert_close(terms["total"], alone + terms["stability"], atol=1e-5, rtol=0)
+    # The same call with the moved copies in other styles would show up in the term.
+    with torch.no_grad():
+        both = net(torch.cat([content, content]), torch.cat([one_hot, one_hot.roll(1, 0)]))
+    moved, positions = still.perturb(content)
+    assert float(still(both[:4], both[4:], positions)) > 1e-2
+
+
+def test_short_multi_style_run_with_the_stability_term(photos_dir, tmp_path, needs_styles):
+    overrides = [*tiny_train_overrides(photos_dir, steps=2, size=32), "model.channels=4", "model.residual_blocks=1"]
+    run_dir = tmp_path / "run"
+    overrides += ["styles=[wave,udnie]", "loss.stability_weight=10", "samples.count=0"]
+    loss = train(compose_train(overrides, run_dir))
+    assert loss == loss and loss > 0  # finite and positive
+    header, *rows = (run_dir / "logs" / "metrics.csv").read_text().splitlines()
+    column = header.split(",").index("loss/stability")
+    values = [float(row.split(",")[column]) for row in rows if row.split(",")[column]]
+    assert len(values) == 2 and all(0 < v < float("inf") for v in values)
+    assert read_checkpoint(run_dir / "final.ckpt")["fast_style"]["styles"] == ["wave", "udnie"]
+
+
+def test_multi_style_onnx_graph_is_plain_with_two_dynamic_inputs(tmp_path):
+    import onnx
+
+    net = styled_net(2)
+    written = export_stylizer(Stylizer(net), tmp_path, "multi", ["onnx"], styles=["a", "b"], log=lambda line: None)
+    model = onnx.load(str(written["onnx"]))
+    ops = {node.op_type for node in model.graph.node}
+    assert not {"Constant", "Expand", "CastLike"} & ops, sorted(ops)  # the graph cleanup ran
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input]
+    assert dims == [["batch", 3, "height", "width"], ["batch", 2]]
+    assert "style_weights: float32 (B, S)" in model.doc_string
+    # The per-style norm parameters keep their PyTorch names (tiling rebuilds the eager net from them).
+    names = {t.name for t in model.graph.initializer}
+    assert {f"net.{n}" for n in net.norm_parameter_names()} <= names
+    # The eager net rebuilt from the file (what tiling runs) is the chosen style, baked.
+    backend = load_backend(written["onnx"])
+    mix = torch.tensor([0.3, 0.7])
+    backend.select_style(mix)
+    x = torch.rand(1, 3, 18, 22)
+    with torch.no_grad():
+        torch.testing.assert_close(backend.run_eager(x), Stylizer(net.baked(mix)).eval()(x), atol=1e-5, rtol=0)
