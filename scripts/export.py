@@ -8,9 +8,12 @@ from fast_style.config.cli import launch
 
 
 def main(cfg) -> None:
+    from omegaconf import OmegaConf
+
     from fast_style.infer.export import export_checkpoint
 
-    export_checkpoint(cfg.ckpt, list(cfg.formats), cfg.out_dir)
+    style = cfg.style if not OmegaConf.is_config(cfg.style) else list(cfg.style)
+    export_checkpoint(cfg.ckpt, list(cfg.formats), cfg.out_dir, style=style)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from fast_style.errors import FastStyleError
 from fast_style.infer.backends import load_backend, require_openvino
 from fast_style.infer.export import export_checkpoint
 from fast_style.infer.stylize import Options, stylize, stylize_batch
-from fast_style.infer.stylizer import load_stylizer
+from fast_style.infer.stylizer import Stylizer, load_stylizer
 from fast_style.model.networks import TransformerNet
 
 from .conftest import assert_one_line_error, run_script, skimage_photo
@@ -229,3 +229,38 @@ def test_openvino_settings_are_checked_on_the_command_line(model_dir):
         assert_one_line_error(result, "device=cuda", "not an OpenVINO device")
     result = run_script("stylize.py", f"ckpt={onnx}", "input=a.jpg", "output=b.jpg", "backend=tensorrt")
     assert_one_line_error(result, "backend='tensorrt'", "auto, openvino")
+
+
+@needs_openvino
+def test_a_multi_style_model_is_refused_in_one_line_and_a_baked_style_runs(tmp_path):
+    from .test_multi_style import save_multi_checkpoint, styled_net
+
+    net = styled_net(2)
+    ckpt = save_multi_checkpoint(tmp_path / "multi.ckpt", net, ["starry_night", "wave"])
+    bake = f"bake one first with python scripts/export.py ckpt={ckpt} style=<name> formats=[openvino]"
+    with pytest.raises(FastStyleError, match="holds 2 styles") as info:
+        load_backend(ckpt, backend="openvino")
+    assert bake in str(info.value) and "\n" not in str(info.value)
+    out = tmp_path / "out"
+    with pytest.raises(FastStyleError, match="OpenVINO runs one style per model") as info:
+        export_checkpoint(ckpt, ["onnx", "openvino"], out, log=lambda line: None)
+    assert bake in str(info.value)
+    assert not out.exists() or list(out.iterdir()) == []  # refused before any format is written
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skimage_photo("astronaut")[:32, :40]).save(photo)
+    styled = tmp_path / "styled.png"
+    result = run_script("stylize.py", f"ckpt={ckpt}", f"input={photo}", f"output={styled}", "backend=openvino")
+    assert_one_line_error(result, "holds 2 styles", "style=<name> formats=[openvino]")
+    assert not styled.exists()
+    # Training several styles with an IR export is refused before training starts.
+    with pytest.raises(FastStyleError, match=r"export.formats=\[...,openvino\] takes one style"):
+        load_config("train", ["styles=[wave,udnie]", "export.formats=[openvino]"])
+    # What the message says to do works: the baked style exports to an IR and runs.
+    written = export_checkpoint(ckpt, ["openvino"], out, style="wave", log=lambda line: None)
+    assert written["openvino"].name == "multi_wave.xml"
+    backend = load_backend(written["openvino"])
+    assert backend.styles == [] and backend.info["style"] == "wave"
+    images = photo_batch(40, 36)
+    with torch.inference_mode():
+        expected = Stylizer(net.baked(torch.tensor([0.0, 1.0]))).eval()(images)
+    assert float((backend(images) - expected).abs().max()) <= 1e-3

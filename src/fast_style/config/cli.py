@@ -43,11 +43,51 @@ def run_guarded(function: Callable, *args) -> Any:
         fail(str(exc))
 
 
-def check_group_choices(argv: list[str]) -> None:
+def _uses_group(config_name: str, key: str) -> bool:
+    """Whether ``configs/<config_name>.yaml`` has ``key`` in its defaults list (a config group)."""
+    text = (CONFIG_DIR / f"{config_name}.yaml").read_text()
+    return bool(re.search(rf"^\s*-\s*(override\s+)?{re.escape(key)}\s*:", text, re.M))
+
+
+def split_plain_keys(config_name: str, overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Take out ``key=value`` overrides whose key is named like a folder of ``configs/`` but is a
+    plain key of this command (``style=`` of ``stylize.py``, ``scripts/export.py`` and
+    ``scripts/evaluate.py``): Hydra would take it for a config group and refuse it. Returns the
+    overrides left for Hydra and ``{key: parsed value}`` (lists and quoting as Hydra parses them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    kept, plain = [], {}
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" in override and not key.startswith(("-", "+", "~")) and "." not in key and "/" not in key:
+            if (CONFIG_DIR / key).is_dir() and not _uses_group(config_name, key):
+                parsed = OverridesParser.create().parse_overrides([override])[0]
+                value = parsed.value()
+                # a,b (a sweep to Hydra, which runs one job here): the list [a, b]
+                plain[key] = list(value.list) if hasattr(value, "list") else value
+                continue
+        kept.append(override)
+    return kept, plain
+
+
+def _set_plain_keys(cfg: DictConfig, plain: dict[str, Any]) -> None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    for key, value in plain.items():
+        if key not in cfg:
+            raise FastStyleError(f"unknown config key {key!r}: this command has no {key}=")
+        try:
+            cfg[key] = value
+        except OmegaConfBaseException as exc:
+            raise FastStyleError(explain(exc)) from None
+
+
+def check_group_choices(argv: list[str], config_name: str | None = None) -> None:
     """Reject ``group=unknown`` overrides with one line listing the options.
 
     Hydra itself would print a multi-line report; users mistype style names often enough to
-    deserve a short answer.
+    deserve a short answer. Only the groups ``configs/<config_name>.yaml`` uses count: in
+    ``stylize.py``, ``style=`` is a plain key (a multi-style model's style or blend).
     """
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -57,6 +97,8 @@ def check_group_choices(argv: list[str]) -> None:
         group = CONFIG_DIR / key
         if "." in key or "/" in key or not group.is_dir():
             continue
+        if config_name and not _uses_group(config_name, key):
+            continue  # not a group of this command
         options = sorted(p.stem for p in group.glob("*.yaml"))
         for choice in value.split(","):  # multirun lists: style=a,b
             if choice and choice != "null" and choice not in options:
@@ -130,10 +172,12 @@ def _first_unparsable(overrides: list[str]) -> str:
 
 def compose(config_name: str, overrides: list[str] = ()) -> DictConfig:
     """``configs/<config_name>.yaml`` with ``overrides``, without the hydra node (not validated)."""
+    overrides, plain = split_plain_keys(config_name, list(overrides))
     with _hydra(config_name) as hydra:
-        cfg = _compose(hydra, config_name, list(overrides))
+        cfg = _compose(hydra, config_name, overrides)
     with open_dict(cfg):
         del cfg["hydra"]
+    _set_plain_keys(cfg, plain)
     return cfg
 
 
@@ -158,11 +202,13 @@ def launch(
     argv = list(sys.argv[1:] if argv is None else argv)
     schema.register({config_name: config_schema} if config_schema else None)
     try:
-        check_group_choices(argv)
+        check_group_choices(argv, config_name)
         if {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")} & _HYDRA_FLAGS:
             return _hydra_main(config_name, task, argv)
+        argv, plain = split_plain_keys(config_name, argv)
         with _hydra(config_name) as hydra:
             cfg = _compose(hydra, config_name, argv, configure_logging=True)
+            _set_plain_keys(cfg, plain)
             validate(cfg)
             folder = run_dir(cfg, argv) if run_dir is not None else None
             if folder is not None:

@@ -337,9 +337,29 @@ class TrainConfig:
     export: ExportSettings = field(default_factory=ExportSettings)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)  # photos null: the sample photos
+    # Several styles in one net (conditional instance norm): built-in style names or painting paths.
+    # null: the single style of style=. Each keeps its own size and style_weight_factor.
+    styles: list[str] | None = None
+    # A checkpoint (single- or multi-style) to start from: its weights, matched by style name.
+    init_from: str | None = existing(None, "file", "pass the final.ckpt of a trained net")
+    # all: train every weight; norms: only the per-style scales and shifts of the styles that
+    # init_from lacks (adding a style; the others stay bit-identical).
+    train_only: str = choice("all", ("all", "norms"))
 
     @staticmethod
     def cross_check(node: Node) -> None:
+        from fast_style.config.style_set import style_set
+
+        styles = style_set(node.get("styles"), StyleConfig)  # unknown entries and repeated names are one line each
+        if node.get("styles") is not None and len(styles) < 2:
+            node.fail("styles", node.get("styles"), "a list of at least 2 styles (for one: style=<name>)")
+        if node.get("train_only") == "norms" and not (node.get("init_from") and styles):
+            node.error("train_only=norms adds styles to a trained net: pass styles=[...] and init_from=<its .ckpt>")
+        if styles and "openvino" in (node.get("export.formats") or []):  # refused now, not after training
+            node.error(
+                "export.formats=[...,openvino] takes one style per model: drop openvino, then bake one style "
+                "with python scripts/export.py ckpt=<final.ckpt> style=<name> formats=[openvino]"
+            )
         weights = node.get("loss.style_layer_weights")
         layers = node.get("perceptual.style_layers")
         if weights is not None and (len(weights) != len(layers) or min(weights) < 0 or not any(weights)):
@@ -372,6 +392,8 @@ class StylizeConfig:
     scale: float = setting(1.0, "from 0.01 to 16 (1 = native size)", lambda v: 0.01 <= v <= 16)
     batch_size: int = setting(4, **at_least(1))  # images of equal size (and video frames) per forward pass
     overwrite: bool = False  # allow writing over the input file(s)
+    # A multi-style model's style: a name, a blend [name_a:0.7,name_b:0.3] (weights normalized) or all
+    style: Any = None
     # Videos: blend each output frame with the motion-compensated previous one (fast_style/infer/temporal.py).
     video_blend: float = setting(0.0, "from 0 (off) to 0.9", lambda v: 0.0 <= v <= 0.9)
 
@@ -395,6 +417,9 @@ class ExportConfig(ExportSettings):
     """``python scripts/export.py ckpt=CHECKPOINT [formats=[...]] [out_dir=FOLDER]``."""
 
     ckpt: str = existing(MISSING, "file", "pass ckpt=<a .ckpt written by train.py>")
+    # A multi-style checkpoint: null exports it with a style_weights input; a name or a blend
+    # ([name_a:0.7,name_b:0.3]) bakes that style into a plain single-input stylizer.
+    style: Any = None
 
 
 @dataclass
@@ -490,6 +515,10 @@ def register(extra: dict[str, type] | None = None) -> None:
         store.store(group="schema/data", name=name, node=node)
     if not OmegaConf.has_resolver("style_stem"):
         OmegaConf.register_new_resolver("style_stem", lambda path: Path(str(path)).stem)
+    if not OmegaConf.has_resolver("run_name"):
+        from fast_style.config.style_set import run_name
+
+        OmegaConf.register_new_resolver("run_name", run_name)
 
 
 register()

@@ -6,6 +6,10 @@ OpenVINO IR (and OpenVINO running any of the others: ``backend=openvino``).
 Each backend can also rebuild the eager PyTorch ``Stylizer`` from the weights its file carries:
 tiled stylizing of large images needs the network's instance norms (see ``tiling``), which an
 ONNX session or a TorchScript graph does not expose.
+
+A multi-style model (``styles`` lists its style names) runs the style chosen with
+``select_style(weights)`` (``(S,)``, summing to 1): the eager network is baked to that style or
+blend, ONNX and TorchScript get it as their ``style_weights`` input ``(B, S)``.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from fast_style.checkpoint_format import file_kind
+from fast_style.checkpoint_format import CHECKPOINT_KEY, file_kind, read_checkpoint
 from fast_style.config.schema import STYLIZE_PRECISIONS
 from fast_style.errors import FastStyleError
 from fast_style.infer.onnx_graph import INFO_KEY, export_info, write_onnx_plain
-from fast_style.infer.stylizer import Stylizer, load_stylizer
+from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
 from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.networks import TransformerNet
 
@@ -89,27 +93,63 @@ class Backend:
         self.compile = compile  # torch.compile the eager network (checkpoint/safetensors only)
         self.fast_kernels = fast_kernels  # CPU fast paths of the eager network (None: the environment decides)
         self._compiled: nn.Module | None = None
+        self.info: dict[str, Any] = {}  # the file's self-description (model config, style names, ...)
+        self.mix: torch.Tensor | None = None  # (S,) style weights chosen by select_style
+        self._full: Stylizer | None = None  # the eager stylizer as stored (all styles)
+
+    def full(self) -> Stylizer:
+        """The eager stylizer as the file stores it (every style; fp32 CPU); reads ``info``."""
+        if self._full is None:
+            self._full = self._load_eager()
+        return self._full
+
+    @property
+    def styles(self) -> list[str]:
+        """The style names of a multi-style model, in the order of its ``style_weights`` columns;
+        ``[]`` for a single-style model."""
+        return list(self.info.get("styles") or [])
+
+    def select_style(self, weights: torch.Tensor) -> None:
+        """Stylize with ``weights`` ``(S,)`` (one per ``styles`` entry, summing to 1) from now on."""
+        self.mix = weights.float().cpu()
+        self._eager = self._compiled = None  # rebuilt (baked to the new mix) on the next call
+
+    def style_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """The chosen style weights for every image of ``batch``: ``(B, S)`` float32."""
+        if self.mix is None:
+            raise FastStyleError(
+                f"{self.path.name} holds {len(self.styles)} styles ({', '.join(self.styles)}): pass style=<name>, "
+                "a blend such as style=[name_a:0.5,name_b:0.5], or style=all"
+            )
+        return self.mix[None].expand(batch.shape[0], -1).contiguous()
 
     def eager(self) -> Stylizer:
-        """The eager PyTorch stylizer (on ``device``), rebuilt from this file's weights."""
+        """The eager PyTorch stylizer (on ``device``), rebuilt from this file's weights; a
+        multi-style one baked to the chosen style (a single-style network: tiling works as usual)."""
         if self._eager is None:
-            self._eager = use_fast_kernels(self._load_eager(), self.fast_kernels).to(self.device)
+            stylizer = self.full()
+            if stylizer.net.num_styles > 1:
+                mix = self.style_batch(torch.empty(1))[0]
+                stylizer = Stylizer(stylizer.net.baked(mix), margin=stylizer.margin).eval().requires_grad_(False)
+            self._eager = use_fast_kernels(stylizer, self.fast_kernels).to(self.device)
             if self.dtype != torch.float32:
                 self._eager = for_reduced_precision(self._eager, self.dtype)
         return self._eager
 
     def _load_eager(self) -> Stylizer:
-        return load_stylizer(self.path)
+        checkpoint = read_checkpoint(self.path)
+        self.info = dict(checkpoint[CHECKPOINT_KEY])
+        return Stylizer(network_from_checkpoint(checkpoint)).eval()
 
     @torch.inference_mode()
-    def run_module(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    def run_module(self, module: nn.Module, batch: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         """Run a PyTorch module (already cast to this backend's dtype) on ``device``; result
-        float32 on the CPU."""
+        float32 on the CPU. ``extra``: further inputs (``style_weights``), moved to ``device``."""
         batch = batch.to(self.device, non_blocking=True)
         if self.dtype != torch.float32:
             # NHWC in the module's dtype: the fast layout for bf16/fp16 convolutions.
             batch = batch.to(dtype=self.dtype, memory_format=torch.channels_last)
-        return module(batch).float().cpu().contiguous()
+        return module(batch, *(e.to(self.device) for e in extra)).float().cpu().contiguous()
 
     def run_eager(self, batch: torch.Tensor) -> torch.Tensor:
         return self.run_module(self.eager(), batch)
@@ -173,6 +213,8 @@ class TorchScriptBackend(Backend):
         return stylizer_from_weights(state, self.info, self.path)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.styles:
+            return self.run_module(self.module, batch, self.style_batch(batch).to(self.dtype))
         return self.run_module(self.module, batch)
 
 
@@ -217,8 +259,10 @@ class OnnxBackend(Backend):
         return stylizer_from_weights({k: v for k, v in state.items() if k.startswith("net.")}, info, self.path)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(batch.float().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        feed = {self.input_name: np.ascontiguousarray(batch.float().numpy())}
+        if self.styles:
+            feed["style_weights"] = self.style_batch(batch).numpy()
+        return torch.from_numpy(self.session.run(None, feed)[0])
 
 
 OV_NAMES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
@@ -233,6 +277,18 @@ def _ran(compiled) -> str | None:
         return None
     text = (value.get_type_name() if hasattr(value, "get_type_name") else str(value)).lower()
     return OV_NAMES.get(text, text)
+
+
+def refuse_multi_style_openvino(path: Path, styles: list[str]) -> None:
+    """OpenVINO runs single-style models only: a multi-style one (``styles`` its style names) is
+    one line saying how to bake one style into a plain model first."""
+    if styles:
+        source = path if path.suffix.lower() == ".ckpt" else "<its .ckpt>"
+        raise FastStyleError(
+            f"{path.name} holds {len(styles)} styles ({', '.join(styles)}) and OpenVINO runs one style per model: "
+            f"bake one first with python scripts/export.py ckpt={source} style=<name> formats=[openvino] "
+            "and pass the .xml it writes"
+        )
 
 
 class OpenVinoBackend(Backend):
@@ -274,12 +330,14 @@ class OpenVinoBackend(Backend):
                 f"cannot load {self.path} into OpenVINO ({first}): it is damaged or not a model; "
                 "re-export it with scripts/export.py"
             ) from exc
-        self.info = self._rt_json(INFO_KEY) if suffix == ".xml" else {}
-        if suffix == ".onnx":
+        if suffix == ".xml":
+            self.info = self._rt_json(INFO_KEY)
+        elif suffix == ".onnx":
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
             self.info = json.loads(meta.get(INFO_KEY, "{}"))
+        refuse_multi_style_openvino(self.path, self.styles)
         if ov_device == "AUTO":  # like device=auto for PyTorch: the GPU if there is one, else the CPU
             self.ov_device = ov_device = "GPU" if "GPU" in self.core.available_devices else "CPU"
         if ov_device not in self.core.available_devices:
@@ -295,7 +353,10 @@ class OpenVinoBackend(Backend):
         """A ``.ckpt`` (or safetensors/TorchScript) file -> the exported ONNX graph -> OpenVINO (~20 s)."""
         import tempfile
 
-        self._eager_source = load_backend(self.path, "cpu", "32")._load_eager()
+        source = load_backend(self.path, "cpu", "32")
+        self._eager_source, self.info = source.full(), source.info
+        # Checked before the conversion (~20 s): the graph would need a second input.
+        refuse_multi_style_openvino(self.path, self.styles)
         with tempfile.TemporaryDirectory(prefix="fast_style_ov_") as folder:
             onnx_path = Path(folder) / "model.onnx"
             write_onnx_plain(self._eager_source, onnx_path, export_info(self._eager_source))
@@ -405,5 +466,5 @@ def load_backend(
         raise FastStyleError("device=gpu means OpenVINO's Intel GPU: pass backend=openvino, or device=cuda for PyTorch")
     loaded = BACKENDS[kind](path, torch.device(device), dtype, compile, fast_kernels)
     if kind in ("checkpoint", "safetensors"):
-        loaded.eager()  # load now: a damaged file fails before any output is written
+        loaded.full()  # load now: a damaged file fails before any output is written
     return loaded

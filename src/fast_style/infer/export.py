@@ -24,11 +24,35 @@ import torch
 from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
-from fast_style.infer.backends import INFO_KEY, OV_WEIGHTS_KEY, load_backend, require_openvino
-from fast_style.infer.onnx_graph import CONTRACT, ONNX_OPSET, export_info, plain_copy, plain_graph, write_onnx
-from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
+from fast_style.infer.backends import (
+    INFO_KEY,
+    OV_WEIGHTS_KEY,
+    load_backend,
+    refuse_multi_style_openvino,
+    require_openvino,
+)
+from fast_style.infer.onnx_graph import (
+    CONTRACT,
+    MULTI_CONTRACT,
+    ONNX_OPSET,
+    example_inputs,
+    export_info,
+    plain_copy,
+    plain_graph,
+    write_onnx,
+)
+from fast_style.infer.stylizer import Stylizer, network_from_checkpoint, style_mixes
 
-__all__ = ["CONTRACT", "ONNX_OPSET", "export_info", "plain_graph", "export_stylizer", "export_checkpoint"]
+__all__ = [
+    "CONTRACT",
+    "MULTI_CONTRACT",
+    "ONNX_OPSET",
+    "example_inputs",
+    "export_info",
+    "plain_graph",
+    "export_stylizer",
+    "export_checkpoint",
+]
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors", "openvino": ".xml"}
 # (batch, height, width): square, odd and non-square with batch 2, tiny and odd.
@@ -90,19 +114,30 @@ WRITERS: dict[str, Callable[[Stylizer, Path, dict[str, Any]], None]] = {
 
 def parity(stylizer: Stylizer, path: Path, sizes=VERIFY_SIZES) -> float:
     """Max abs difference (on the [0, 1] scale) between ``path`` loaded as ``stylize.py`` would
-    and eager ``stylizer``, over ``sizes`` of a fixed random batch."""
+    and eager ``stylizer``, over ``sizes`` of a fixed random batch (a multi-style net: with random
+    ``style_weights``, pure styles and blends, see ``example_inputs``)."""
     backend = load_backend(path, "cpu", "32")
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     for batch, height, width in sizes:
-        images = torch.rand(batch, 3, height, width, generator=generator)
+        inputs = example_inputs(stylizer, torch.rand(batch, 3, height, width, generator=generator), generator)
+        images = inputs[0]
         with torch.inference_mode():
-            expected = stylizer(images)
-        got = backend(images)
+            expected = stylizer(*inputs)
+        if len(inputs) == 2:
+            got = torch.cat([_run_with_mix(backend, images[i : i + 1], inputs[1][i]) for i in range(batch)])
+        else:
+            got = backend(images)
         if got.shape != expected.shape:
             raise FastStyleError(f"{path.name} returned shape {tuple(got.shape)} for {tuple(images.shape)}")
         worst = max(worst, float((got - expected).abs().max()))
     return worst
+
+
+def _run_with_mix(backend, images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """One image ``(1, 3, H, W)`` through ``backend`` with the style weights ``mix`` ``(S,)``."""
+    backend.select_style(mix)
+    return backend(images)
 
 
 def export_stylizer(
@@ -112,17 +147,19 @@ def export_stylizer(
     formats: Iterable[str] = DEFAULT_FORMATS,
     style: str | None = None,
     log: Callable[[str], None] = print,
+    styles: list[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem><suffix>`` for each format, verify it, print one line per format."""
     stylizer = plain_copy(stylizer)  # the graph gets the plain PyTorch ops; the caller's module is untouched
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = export_info(stylizer, style)
+    info = export_info(stylizer, style, styles)
     sizes = ", ".join(f"{b}x{h}x{w}" for b, h, w in VERIFY_SIZES)
     written = {}
     formats = list(dict.fromkeys(formats))
-    if "openvino" in formats:
-        require_openvino("formats=[openvino]")  # before writing any other format
+    if "openvino" in formats:  # both checked before writing any other format
+        require_openvino("formats=[openvino]")
+        refuse_multi_style_openvino(Path(stem), info.get("styles") or [])
     for fmt in formats:
         target = out_dir / f"{stem}{SUFFIX[fmt]}"
         diff = write_verified(fmt, stylizer, target, info)
@@ -170,10 +207,30 @@ def export_checkpoint(
     formats: Iterable[str] = DEFAULT_FORMATS,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    style: Any = None,
 ) -> dict[str, Path]:
-    """Export a fast-style Lightning checkpoint; files go next to it unless ``out_dir`` is given."""
+    """Export a fast-style Lightning checkpoint; files go next to it unless ``out_dir`` is given.
+
+    A multi-style checkpoint exports with a ``style_weights`` input, or, given ``style`` (a name
+    or a blend, see ``style_mixes``), baked into a plain single-input stylizer named
+    ``<stem>_<style>``."""
     ckpt = Path(ckpt).expanduser()
+    formats = list(formats)
     checkpoint = read_checkpoint(ckpt, "pass ckpt=<a .ckpt written by train.py>")
     stylizer = Stylizer(network_from_checkpoint(checkpoint)).eval()
-    style = checkpoint[CHECKPOINT_KEY].get("style")
-    return export_stylizer(stylizer, out_dir or ckpt.parent, ckpt.stem, formats, style=style, log=log)
+    meta = checkpoint[CHECKPOINT_KEY]
+    styles = list(meta.get("styles") or [])
+    stem = ckpt.stem
+    if style is not None and not styles:
+        raise FastStyleError(f"{ckpt.name} holds one style ({meta.get('style')}): drop style= to export it")
+    if style is None and "openvino" in formats:  # before any other format is written
+        refuse_multi_style_openvino(ckpt, styles)
+    if style is not None:
+        [(label, mix)] = style_mixes(style, styles)[:1] if str(style) != "all" else [(None, None)]
+        if label is None:
+            raise FastStyleError("style=all applies to stylize.py: export one style or blend at a time, or none")
+        stylizer = Stylizer(stylizer.net.baked(mix), margin=stylizer.margin).eval()
+        return export_stylizer(stylizer, out_dir or ckpt.parent, f"{stem}_{label}", formats, style=label, log=log)
+    return export_stylizer(
+        stylizer, out_dir or ckpt.parent, stem, formats, style=meta.get("style"), log=log, styles=styles
+    )

@@ -3,6 +3,8 @@
 Kept apart from ``export`` (which verifies files through ``backends``) so that the OpenVINO
 backend can convert a ``.ckpt`` on load without an import cycle. The graph's contract: input
 ``images`` float32 RGB ``(B, 3, H, W)`` in [0, 1], any B/H/W; output ``stylized``, same shape, in [0, 1].
+A multi-style net's graph takes a second input, ``style_weights`` float32 ``(B, S)`` (rows summing
+to 1, one column per style named in the export's info), sharing the batch dimension of ``images``.
 """
 
 from __future__ import annotations
@@ -22,28 +24,50 @@ from fast_style.model.cpu_kernels import use_fast_kernels
 INFO_KEY = "fast_style"
 ONNX_OPSET = 18
 CONTRACT = "images: float32 RGB (B, 3, H, W) in [0, 1], any B/H/W -> stylized: float32 RGB, same shape, in [0, 1]"
+MULTI_CONTRACT = CONTRACT.replace(" -> ", ", style_weights: float32 (B, S), rows summing to 1 (columns: styles) -> ")
 
 
-def export_info(stylizer: Stylizer, style: str | None = None) -> dict[str, Any]:
-    """The small JSON every export carries: enough to rebuild the network and to use it right."""
-    return {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style, "contract": CONTRACT}
+def export_info(stylizer: Stylizer, style: str | None = None, styles: list[str] | None = None) -> dict[str, Any]:
+    """The small JSON every export carries: enough to rebuild the network and to use it right.
+    A multi-style net's also lists its ``styles`` (the columns of its ``style_weights`` input)."""
+    multi = stylizer.net.num_styles > 1
+    info = {"model": dict(stylizer.net.config), "margin": stylizer.margin, "style": style}
+    if multi:
+        info["styles"] = list(styles or (f"style_{i}" for i in range(stylizer.net.num_styles)))
+    return info | {"contract": MULTI_CONTRACT if multi else CONTRACT}
+
+
+def example_inputs(stylizer: Stylizer, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple:
+    """``(images,)``, or for a multi-style net ``(images, style_weights)`` with random blends
+    ``(B, S)`` (rows summing to 1; the first row one-hot), so parity covers pure styles and blends."""
+    styles = stylizer.net.num_styles
+    if styles == 1:
+        return (images,)
+    weights = torch.rand(images.shape[0], styles, generator=generator)
+    weights[0] = torch.nn.functional.one_hot(torch.tensor(styles - 1), styles)
+    return images, weights / weights.sum(1, keepdim=True)
 
 
 def write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
+    """The ONNX file of ``stylizer`` (a plain copy, see ``plain_copy``) with ``info`` in its
+    metadata: inputs ``images`` (and ``style_weights`` for a multi-style net), output ``stylized``."""
     import onnx
     from torch.export import Dim
 
-    example = torch.rand(1, 3, 64, 64)
-    dims = {"images": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
+    example = example_inputs(stylizer, torch.rand(1, 3, 64, 64))
+    batch = Dim("batch")
+    dims = {"images": {0: batch, 2: Dim("height"), 3: Dim("width")}}
+    if len(example) == 2:  # the style weights share the images' batch dimension
+        dims["style_weights"] = {0: batch}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             stylizer,
-            (example,),
+            example,
             dynamo=True,
             opset_version=ONNX_OPSET,
             dynamic_shapes=dims,
-            input_names=["images"],
+            input_names=list(dims),
             output_names=["stylized"],
             verbose=False,
             # The graph optimizer merges equal initializers (e.g. untrained norm weights) and
@@ -54,7 +78,7 @@ def write_onnx(stylizer: Stylizer, path: Path, info: dict[str, Any]) -> None:
     model = plain_graph(program.model_proto)
     entry = model.metadata_props.add()
     entry.key, entry.value = INFO_KEY, json.dumps(info)
-    model.doc_string = f"fast-style stylizer. {CONTRACT}"
+    model.doc_string = f"fast-style stylizer. {info.get('contract', CONTRACT)}"
     onnx.save_model(model, str(path))  # one file: the weights (~7 MB) stay inside
     onnx.checker.check_model(str(path))
 

@@ -22,7 +22,7 @@ from fast_style.errors import FastStyleError
 from fast_style.images import IMAGE_EXTENSIONS, list_images, load_image, save_image
 from fast_style.infer.backends import Backend, load_backend
 from fast_style.infer.color import blend_into
-from fast_style.infer.stylizer import resolve_device
+from fast_style.infer.stylizer import resolve_device, style_mixes
 from fast_style.infer.temporal import TemporalBlend
 from fast_style.infer.tiling import AUTO_TILE, AUTO_TILE_PIXELS, stylize_tiled
 from fast_style.infer.video import VIDEO_EXTENSIONS, stylize_video
@@ -177,9 +177,50 @@ def stylize(cfg: DictConfig) -> list[Path]:
     backend = load_backend(
         cfg.ckpt, device, cfg.precision, compile=cfg.compile, fast_kernels=cfg.fast_kernels, backend=cfg.backend
     )
+    video_blend = cfg.get("video_blend", 0.0)
+    mixes = choose_styles(backend, cfg.get("style"))
+    if len(mixes) > 1:  # style=all: one output per style, named after it
+        written = []
+        for label, mix in mixes:
+            backend.select_style(mix)
+            written += _stylize_pairs(
+                backend, source, target, [(src, styled_path(dst, label)) for src, dst in pairs], options, video_blend
+            )
+        return written
+    if mixes:
+        backend.select_style(mixes[0][1])
+    return _stylize_pairs(backend, source, target, pairs, options, video_blend)
+
+
+def choose_styles(backend: Backend, spec) -> list[tuple[str, torch.Tensor]]:
+    """``style=`` for this model: ``[(label, weights (S,))]`` (one entry, or one per style for
+    ``all``); ``[]`` for a single-style model, whose own style name is the only one accepted."""
+    if backend.styles:
+        return style_mixes(spec, backend.styles)
+    own = backend.info.get("style")
+    if spec is not None and str(spec) != str(own):
+        raise FastStyleError(f"{backend.path.name} holds one style ({own}): drop style= or pass a multi-style model")
+    return []
+
+
+def styled_path(path: Path, label: str) -> Path:
+    """``out/a.jpg`` -> ``out/a_<label>.jpg`` (style=all writes one file per style)."""
+    return path.with_name(f"{path.stem}_{label}{path.suffix}")
+
+
+def _stylize_pairs(
+    backend: Backend,
+    source: Path,
+    target: Path,
+    pairs: list[tuple[Path, Path]],
+    options: Options,
+    video_blend: float = 0.0,
+) -> list[Path]:
+    """Stylize ``pairs`` (source file -> output file) with the style ``backend`` has selected;
+    a video ``source`` is blended frame to frame with strength ``video_blend`` (0: off)."""
     if source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
         dst = pairs[0][1]
-        blend = TemporalBlend(cfg.get("video_blend", 0.0))  # strength 0: the frames as stylized
+        blend = TemporalBlend(video_blend)  # strength 0: the frames as stylized
 
         def process(batch: torch.Tensor) -> torch.Tensor:
             return blend(batch, stylize_batch(backend, batch, options))

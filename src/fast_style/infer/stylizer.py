@@ -7,7 +7,7 @@ have the input's size and are clamped to [0, 1].
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,11 @@ class Stylizer(nn.Module):
         super().__init__()
         self.net, self.margin = net, margin
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045 (TorchScript)
         m = self.margin
         height, width = images.shape[-2:]
         padded = F.pad(images, (m, m, m, m), mode="replicate")
-        out = self.net(padded)[..., m : m + height, m : m + width]
+        out = self.net(padded, style_weights)[..., m : m + height, m : m + width]
         return out.clamp(0.0, 1.0)
 
 
@@ -54,6 +54,48 @@ def network_from_checkpoint(checkpoint: dict[str, Any]) -> TransformerNet:
 def load_stylizer(path: str | Path) -> Stylizer:
     """Checkpoint path -> eval-mode ``Stylizer`` on the CPU (plain PyTorch layers)."""
     return Stylizer(network_from_checkpoint(read_checkpoint(path))).eval()
+
+
+def style_mixes(spec: Any, names: list[str]) -> list[tuple[str, torch.Tensor]]:
+    """``style=`` of a multi-style model -> ``[(label, weights (S,) float32 summing to 1), ...]``.
+
+    ``spec``: a style name (``wave``), ``all`` (one entry per style), or a blend given as a list
+    ``[starry_night:0.7,wave:0.3]`` or the string ``"starry_night:0.7,wave:0.3"``: weights >= 0,
+    normalized to sum to 1 (a name without ``:w`` counts 1). ``names``: the model's styles in order.
+    A name the model lacks is one line listing the ones it has.
+    """
+    if spec is None:
+        raise FastStyleError(
+            f"this model holds {len(names)} styles ({', '.join(names)}): pass style=<name>, a blend such as "
+            f"style=[{names[0]}:0.5,{names[-1]}:0.5], or style=all"
+        )
+    parts = [str(p).strip() for p in spec] if not isinstance(spec, str) else spec.split(",")
+    parts = [p for p in parts if p]
+    if parts == ["all"]:
+        return [(name, torch.eye(len(names))[i]) for i, name in enumerate(names)]
+    weights = torch.zeros(len(names))
+    for part in parts:
+        name, _, value = part.partition(":")
+        name = name.strip()
+        if name not in names:
+            raise FastStyleError(f"unknown style {name!r}: this model has {', '.join(names)} (or style=all)")
+        try:
+            weight = float(value) if value else 1.0
+        except ValueError:
+            weight = float("nan")
+        if not weight >= 0 or weight == float("inf"):
+            raise FastStyleError(f"style weight {part!r} is not allowed: write name:weight with a number >= 0")
+        weights[names.index(name)] += weight
+    if not parts or float(weights.sum()) <= 0:
+        raise FastStyleError(f"style={spec} gives every style weight 0: give at least one style a weight > 0")
+    label = (
+        parts[0].partition(":")[0]
+        if len(parts) == 1
+        else "+".join(
+            f"{n}{float(w):.2g}" for n, w in zip(names, (weights / weights.sum()).tolist(), strict=True) if w > 0
+        )
+    )
+    return [(label.strip(), weights / weights.sum())]
 
 
 def resolve_device(device: str) -> torch.device:

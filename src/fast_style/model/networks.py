@@ -13,16 +13,76 @@ Tensor contract: ``TransformerNet`` takes RGB images ``(B, 3, H, W)`` on the [0,
 returns ``(B, 3, H, W)`` on the same scale *unclamped* (training sees the raw values; the
 stylizers in ``fast_style.infer`` clamp). Any H, W >= 5 works, odd sizes included: the input is
 padded to a multiple of 4 for the two stride-2 stages and the output is cropped back.
+
+Several styles in one network (Dumoulin, Shlens & Kudlur 2017, conditional instance norm):
+``TransformerNet(num_styles=S)`` with S > 1 gives every normalization layer one scale and shift
+per style (``ConditionalInstanceNorm2d``, parameters ``(S, C)`` under the same state-dict keys as
+the ``(C,)`` ones of a single-style net) and takes ``style_weights`` ``(B, S)``: each sample's
+scales and shifts are ``style_weights @ weight``, so a one-hot row is one style and a convex row
+blends them. S = 1 is today's network, module for module, so its checkpoints load unchanged.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class ConvNormAct(nn.Sequential):
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm with one affine scale and shift per style.
+
+    ``weight``, ``bias``: ``(S, C)``. ``forward(x, style_weights)``: ``x`` ``(B, C, H, W)``,
+    ``style_weights`` ``(B, S)`` float (rows summing to 1: one-hot = one style) -> ``(B, C, H, W)``.
+    Blending mixes the parameters, not the outputs (Dumoulin et al.): a blend is itself a
+    single-style net, which is what ``TransformerNet.baked`` returns.
+    """
+
+    def __init__(self, num_features: int, num_styles: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.num_styles, self.eps = num_features, num_styles, eps
+        self.takes_style = True  # see StyledSequential
+        self.weight = nn.Parameter(torch.ones(num_styles, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_styles, num_features))
+
+    def forward(self, x: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045 (TorchScript)
+        if style_weights is None:
+            raise ValueError("a multi-style network needs style_weights (B, S)")
+        weights = style_weights.to(self.weight.dtype)
+        scale = torch.mm(weights, self.weight)[:, :, None, None].to(x.dtype)
+        shift = torch.mm(weights, self.bias)[:, :, None, None].to(x.dtype)
+        return F.instance_norm(x, eps=self.eps) * scale + shift
+
+
+class StyledSequential(nn.Sequential):
+    """``nn.Sequential`` that hands ``style_weights`` to the layers that take it (conditional
+    norms and the blocks holding them); other layers get ``x`` alone. Same state-dict keys."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__(*layers)
+        self.takes_style = True  # marks the layers that take style_weights (see forward)
+
+    def forward(self, x: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045 (TorchScript)
+        for layer in self:
+            # A marker attribute, not isinstance: TorchScript resolves hasattr per unrolled layer,
+            # while its isinstance on module classes does not match them.
+            if hasattr(layer, "takes_style"):
+                x = layer(x, style_weights)
+            else:
+                x = layer(x)
+        return x
+
+
+def _norm(channels: int, num_styles: int) -> nn.Module:
+    # One style: the plain affine InstanceNorm2d (the CPU fast kernels and old checkpoints know it).
+    if num_styles == 1:
+        return nn.InstanceNorm2d(channels, affine=True)
+    return ConditionalInstanceNorm2d(channels, num_styles)
+
+
+class ConvNormAct(StyledSequential):
     """Reflection pad -> conv -> instance norm -> ReLU (norm and ReLU optional)."""
 
     def __init__(
@@ -33,6 +93,7 @@ class ConvNormAct(nn.Sequential):
         stride: int = 1,
         norm: bool = True,
         relu: bool = True,
+        num_styles: int = 1,
     ) -> None:
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(kernel_size // 2),
@@ -41,7 +102,7 @@ class ConvNormAct(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=not norm),
         ]
         if norm:
-            layers.append(nn.InstanceNorm2d(out_channels, affine=True))
+            layers.append(_norm(out_channels, num_styles))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -50,24 +111,25 @@ class ConvNormAct(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3x3 conv + norm layers with an identity shortcut (no ReLU after the sum)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, num_styles: int = 1) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            ConvNormAct(channels, channels, 3),
-            ConvNormAct(channels, channels, 3, relu=False),
+        self.takes_style = True  # see StyledSequential
+        self.body = StyledSequential(
+            ConvNormAct(channels, channels, 3, num_styles=num_styles),
+            ConvNormAct(channels, channels, 3, relu=False, num_styles=num_styles),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045 (TorchScript)
+        return x + self.body(x, style_weights)
 
 
-class UpsampleConv(nn.Sequential):
+class UpsampleConv(StyledSequential):
     """Nearest x2 upsample then a stride-1 ConvNormAct (instead of a transposed conv)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, num_styles: int = 1) -> None:
         super().__init__(
             nn.Upsample(scale_factor=2, mode="nearest"),
-            ConvNormAct(in_channels, out_channels, kernel_size),
+            ConvNormAct(in_channels, out_channels, kernel_size, num_styles=num_styles),
         )
 
 
@@ -78,33 +140,70 @@ class TransformerNet(nn.Module):
         channels: width of the first stage; the two downsampled stages use 2x and 4x this
             (paper: 32 -> 64 -> 128).
         residual_blocks: number of residual blocks at 1/4 resolution (paper: 5).
+        num_styles: styles held by the normalization layers (1: the single-style net; more:
+            conditional instance norm, ``forward`` then needs ``style_weights``).
     """
 
-    def __init__(self, channels: int = 32, residual_blocks: int = 5) -> None:
+    def __init__(self, channels: int = 32, residual_blocks: int = 5, num_styles: int = 1) -> None:
         super().__init__()
-        if channels < 1 or residual_blocks < 0:
-            raise ValueError(f"channels must be >= 1 and residual_blocks >= 0, got {channels}, {residual_blocks}")
+        if channels < 1 or residual_blocks < 0 or num_styles < 1:
+            raise ValueError(
+                f"channels and num_styles must be >= 1 and residual_blocks >= 0, got {channels}, {residual_blocks}, "
+                f"{num_styles}"
+            )
         self.config = {"channels": int(channels), "residual_blocks": int(residual_blocks)}
-        c = channels
-        self.encoder = nn.Sequential(
-            ConvNormAct(3, c, 9),
-            ConvNormAct(c, 2 * c, 3, stride=2),
-            ConvNormAct(2 * c, 4 * c, 3, stride=2),
+        if num_styles > 1:  # single-style configs stay exactly as before (checkpoints, exports)
+            self.config["num_styles"] = int(num_styles)
+        self.num_styles = int(num_styles)
+        c, s = channels, num_styles
+        self.encoder = StyledSequential(
+            ConvNormAct(3, c, 9, num_styles=s),
+            ConvNormAct(c, 2 * c, 3, stride=2, num_styles=s),
+            ConvNormAct(2 * c, 4 * c, 3, stride=2, num_styles=s),
         )
-        self.residuals = nn.Sequential(*(ResidualBlock(4 * c) for _ in range(residual_blocks)))
-        self.decoder = nn.Sequential(
-            UpsampleConv(4 * c, 2 * c),
-            UpsampleConv(2 * c, c),
+        self.residuals = StyledSequential(*(ResidualBlock(4 * c, num_styles=s) for _ in range(residual_blocks)))
+        self.decoder = StyledSequential(
+            UpsampleConv(4 * c, 2 * c, num_styles=s),
+            UpsampleConv(2 * c, c, num_styles=s),
             ConvNormAct(c, 3, 9, norm=False, relu=False),
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` on the [0, 1] scale, unclamped."""
+    def norm_parameter_names(self) -> list[str]:
+        """State-dict names of every per-style parameter (the norms' ``weight`` and ``bias``)."""
+        return [
+            f"{name}.{kind}"
+            for name, module in self.named_modules()
+            if isinstance(module, (nn.InstanceNorm2d, ConditionalInstanceNorm2d))
+            for kind in ("weight", "bias")
+        ]
+
+    @torch.no_grad()
+    def baked(self, style_weights: torch.Tensor) -> TransformerNet:
+        """A single-style net (``num_styles=1``) computing this net with ``style_weights`` ``(S,)``
+        fixed: each norm's scale and shift become ``style_weights @ weight``. Exact (the mix is the
+        same linear map), so a style or a blend exports and tiles like any single-style net."""
+        if self.num_styles == 1:
+            return self
+        weights = style_weights.to(torch.float32).reshape(1, self.num_styles)
+        net = TransformerNet(self.config["channels"], self.config["residual_blocks"])
+        names = set(self.norm_parameter_names())
+        state = {
+            key: (torch.mm(weights, value.float())[0].to(value.dtype) if key in names else value)
+            for key, value in self.state_dict().items()
+        }
+        net.load_state_dict(state)
+        return net.to(next(self.parameters()).device).train(self.training)
+
+    def forward(self, images: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045 (TorchScript)
+        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` on the [0, 1] scale, unclamped.
+
+        ``style_weights``: ``(B, S)`` float, rows summing to 1, for a multi-style net (ignored,
+        and may be left out, with one style)."""
         height, width = images.shape[-2:]
         # Two stride-2 stages: pad to a multiple of 4 so the decoder lands on the input size.
         # Replicate (not reflect) so that even 1-3 pixels of padding never exceed the image.
         pad_h, pad_w = (-height) % 4, (-width) % 4
         # Always pad (possibly by 0): no shape-dependent branch, so exports stay dynamic.
         x = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self.decoder(self.residuals(self.encoder(x)))
+        y = self.decoder(self.residuals(self.encoder(x, style_weights), style_weights), style_weights)
         return y[..., :height, :width]

@@ -221,6 +221,9 @@ class PerceptualLoss(nn.Module):
 
     The style Grams are computed once, at construction, from ``style_image`` ``(1, 3, H, W)`` in
     [0, 1] and kept as fp32 buffers (not saved in checkpoints: they are rebuilt from the style).
+    A list of S paintings (each ``(1, 3, H_i, W_i)``) trains a multi-style net: ``forward`` then
+    takes ``style_index`` ``(B,)``, each sample is compared with its own style's Grams, and
+    ``style_factors`` (one per style, default 1) multiply ``style_weight`` per style.
 
     ``forward(output, content)`` takes the stylized batch and the content batch, both
     ``(B, 3, H, W)`` in [0, 1], and returns fp32 scalars ``{"content", "style", "tv", "total"}``
@@ -243,7 +246,7 @@ class PerceptualLoss(nn.Module):
 
     def __init__(
         self,
-        style_image: torch.Tensor,
+        style_image: torch.Tensor | Sequence[torch.Tensor],
         content_layers: Sequence[str] = ("relu2_2",),
         style_layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
         content_weight: float = 1e5,
@@ -254,6 +257,7 @@ class PerceptualLoss(nn.Module):
         normalize: bool = False,
         style_layer_weights: Sequence[float] | None = None,
         pixel_weight: float = 0.0,
+        style_factors: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.content_layers = list(content_layers)
@@ -269,24 +273,53 @@ class PerceptualLoss(nn.Module):
         self.style_layer_weights = dict(zip(self.style_layers, map(float, layer_weights), strict=True))
         self.normalize = normalize
         self.vgg = VGGFeatures(sorted(set(self.content_layers) | set(self.style_layers)), arch, weights)
+        # Several styles (a multi-style net): one Gram per painting, stacked (S, C, C); the
+        # paintings may differ in size, so each goes through the VGG on its own.
+        images = list(style_image) if isinstance(style_image, (list, tuple)) else [style_image]
+        self.num_styles = len(images)
+        factors = torch.tensor([1.0] * self.num_styles if style_factors is None else list(style_factors))
+        if len(factors) != self.num_styles:
+            raise FastStyleError(f"{len(factors)} style factors for {self.num_styles} style images: give one per style")
+        self.register_buffer("style_factors", factors.float(), persistent=False)
         with torch.no_grad():
-            features = self.vgg(style_image.float())
+            features = [self.vgg(image.float()) for image in images]
         for name in self.style_layers:
-            gram = gram_matrix(features[name])
+            gram = torch.cat([gram_matrix(f[name]) for f in features])
             self.register_buffer(f"style_gram_{name}", gram, persistent=False)
-            scale = gram.square().mean().clamp_min(1e-12) if normalize else torch.ones(())
+            if self.num_styles == 1:
+                scale = gram.square().mean().clamp_min(1e-12) if normalize else torch.ones(())
+            else:  # per style (S,)
+                scale = gram.square().mean((1, 2)).clamp_min(1e-12) if normalize else torch.ones(self.num_styles)
             self.register_buffer(f"style_scale_{name}", scale, persistent=False)
 
     def style_gram(self, name: str) -> torch.Tensor:
         return getattr(self, f"style_gram_{name}")
 
-    def _style_term(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _style_term(self, features: dict[str, torch.Tensor], style_index: torch.Tensor | None = None) -> torch.Tensor:
+        if style_index is not None:
+            return self._multi_style_term(features, style_index)
         return sum(
             F.mse_loss(gram_matrix(features[n]), self.style_gram(n).expand(features[n].shape[0], -1, -1))
             * (self.style_layer_weights[n] / getattr(self, f"style_scale_{n}"))
             for n in self.style_layers
             if self.style_layer_weights[n] != 0
         )
+
+    def _multi_style_term(self, features: dict[str, torch.Tensor], style_index: torch.Tensor) -> torch.Tensor:
+        """Each sample against its own style's Gram (``style_index`` ``(B,)`` long), weighted by
+        that style's factor and scale; the mean over samples (fp32 scalar). With every sample on
+        style 0 of a single-style loss it equals the plain term."""
+        total = 0.0
+        factors = self.style_factors[style_index]
+        for n in self.style_layers:
+            if self.style_layer_weights[n] == 0:
+                continue
+            gram = gram_matrix(features[n])
+            target = self.style_gram(n)[style_index]
+            scale = getattr(self, f"style_scale_{n}").reshape(-1)[style_index if self.num_styles > 1 else 0]
+            per_sample = (gram - target).square().mean((1, 2)) / scale
+            total = total + self.style_layer_weights[n] * (per_sample * factors).mean()
+        return total
 
     def _content_error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=output.device.type, enabled=False):
@@ -300,13 +333,16 @@ class PerceptualLoss(nn.Module):
         """Unweighted style term of ``images`` ``(B, 3, H, W)`` in [0, 1]: a fp32 scalar."""
         return self._style_term(self.vgg(images))
 
-    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, output: torch.Tensor, content: torch.Tensor, style_index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``style_index`` ``(B,)`` long: each sample's style (several styles); None: style 0 for all."""
         out_features = self.vgg(output)
         with torch.no_grad():
             # The photo only needs the content layers (relu2_2 by default): a third of the VGG.
             content_features = self.vgg(content, self.content_layers)
         content_loss = sum(self._content_error(out_features[n], content_features[n]) for n in self.content_layers)
-        style_loss = self._style_term(out_features)
+        style_loss = self._style_term(out_features, style_index)
         terms = {
             "content": self.content_weight * content_loss,
             "style": self.style_weight * style_loss,

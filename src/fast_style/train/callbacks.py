@@ -29,12 +29,19 @@ from fast_style.images import save_image
 
 
 def stylize_grid(module, content: torch.Tensor) -> torch.Tensor:
-    """Row of content photos above their stylized versions: ``(3, 2*S + pad, N*S + pad)`` in [0, 1]."""
+    """Row of content photos above their stylized versions (one row per style of a multi-style
+    net): ``(3, (1 + styles)*S + pad, N*S + pad)`` in [0, 1]."""
     was_training = module.net.training
     module.net.eval()
+    styles = getattr(module.net, "num_styles", 1)
     with torch.no_grad():
         images = content.to(module.device).float().div(255.0)
-        stylized = module.net(images).float().clamp(0, 1)
+        if styles == 1:
+            stylized = module.net(images).float().clamp(0, 1)
+        else:
+            eye = torch.eye(styles, device=images.device)
+            rows = [module.net(images, eye[i].expand(len(images), -1)) for i in range(styles)]
+            stylized = torch.cat(rows).float().clamp(0, 1)
     module.net.train(was_training)
     return torchvision.utils.make_grid(torch.cat([images, stylized]).cpu(), nrow=len(images), padding=2)
 

@@ -34,6 +34,9 @@ class StyleTransferModule(pl.LightningModule):
         metadata: plain data saved in every checkpoint (style name, config) next to the model config.
         channels_last: keep both nets and the batches in NHWC, which is faster on GPUs and bf16 CPUs.
         stability: optional stability term (``loss.stability_weight`` > 0), logged as ``loss/stability``.
+        train_styles: a multi-style net's styles (indices) that training samples; None: all.
+        train_only_norms: optimize only the norms' per-style scales and shifts, and keep the rows
+            of every style outside ``train_styles`` bit-identical (adding styles to a trained net).
     """
 
     def __init__(
@@ -46,6 +49,8 @@ class StyleTransferModule(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         stability: StabilityLoss | None = None,
+        train_styles: list[int] | None = None,
+        train_only_norms: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -57,6 +62,19 @@ class StyleTransferModule(pl.LightningModule):
         self.compile = compile
         self.stability = stability
         self.skipped_files: set[str] = set()
+        self.num_styles = getattr(net, "num_styles", 1)
+        self.train_styles = list(range(self.num_styles)) if train_styles is None else list(train_styles)
+        self.train_only_norms = train_only_norms
+        # Adding styles: the other styles' rows are restored after every optimizer step, whatever
+        # the optimizer does with zero gradients (AdamW's weight decay would move them).
+        self._kept_rows: dict[str, tuple[list[int], torch.Tensor]] = {}
+        if train_only_norms:
+            norms = set(net.norm_parameter_names())
+            kept = [i for i in range(self.num_styles) if i not in self.train_styles]
+            for name, param in net.named_parameters():
+                param.requires_grad_(name in norms)
+                if name in norms and kept:
+                    self._kept_rows[name] = (kept, param.detach()[kept].clone())
         self.finite_check_every = 25
         self._first_bad_step: torch.Tensor | None = None
         self._bad_terms: torch.Tensor | None = None
@@ -71,9 +89,10 @@ class StyleTransferModule(pl.LightningModule):
         self.__dict__["_net_fn"] = torch.compile(self.net) if compile else self.net
         self.__dict__["_loss_fn"] = torch.compile(self.loss) if compile else self.loss
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` in [0, 1] -> stylized, same shape, unclamped [0, 1] scale."""
-        return self._net_fn(images)
+    def forward(self, images: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] (and ``(B, S)`` style weights for several styles) -> stylized,
+        same shape, unclamped [0, 1] scale."""
+        return self._net_fn(images, style_weights)
 
     def _to_unit_float(self, images: torch.Tensor) -> torch.Tensor:
         images = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
@@ -96,26 +115,51 @@ class StyleTransferModule(pl.LightningModule):
         if images.numel() == 0:
             return None  # every image of this batch was unreadable
         content = self._to_unit_float(images)
+        index = one_hot = None
+        if self.num_styles > 1:  # each sample its own style (one-hot style_weights)
+            index = self.sample_styles(content.shape[0]).to(content.device)
+            one_hot = torch.nn.functional.one_hot(index, self.num_styles).float()
         if self.stability is None:
-            stylized = self._net_fn(content)
-            terms = self._loss_fn(stylized, content)
+            stylized = self._net_fn(content) if one_hot is None else self._net_fn(content, one_hot)
+            terms = self._loss_fn(stylized, content, index)
         else:
-            terms = self._terms_with_stability(content)
+            terms = self._terms_with_stability(content, one_hot, index)
         self._check_finite(terms)
         batch_size = content.shape[0]
         self.log_dict({f"loss/{k}": v for k, v in terms.items()}, on_step=True, prog_bar=True, batch_size=batch_size)
         return terms["total"]
 
-    def _terms_with_stability(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _terms_with_stability(
+        self, content: torch.Tensor, one_hot: torch.Tensor | None = None, index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The perceptual terms of f(x) plus ``stability`` (see ``model/stability.py``); the net runs
-        once on the photos and their moved, noisy copies together (instance norm is per image)."""
+        once on the photos and their moved, noisy copies together (instance norm is per image).
+
+        ``content`` ``(B, 3, H, W)`` in [0, 1]; a multi-style net's ``one_hot`` ``(B, S)`` style
+        weights and ``index`` ``(B,)`` styles (None with one style): each moved copy is stylized
+        in its photo's style, since the term compares the two outputs pixel by pixel."""
         moved, positions = self.stability.perturb(content)
-        both = self._net_fn(torch.cat([content, moved]))
+        photos = torch.cat([content, moved])
+        both = self._net_fn(photos) if one_hot is None else self._net_fn(photos, torch.cat([one_hot, one_hot]))
         stylized, stylized_moved = both[: len(content)], both[len(content) :]
-        terms = self._loss_fn(stylized, content)
+        terms = self._loss_fn(stylized, content, index)
         terms["stability"] = self.stability(stylized, stylized_moved, positions)
         terms["total"] = terms["total"] + terms["stability"]
         return terms
+
+    def sample_styles(self, batch_size: int) -> torch.Tensor:
+        """Each sample's style: ``(batch_size,)`` long from ``train_styles``, a random permutation
+        repeated, so every style gets a share of each batch as equal as the batch size allows
+        (torch's global RNG: restored on resume like the data order)."""
+        styles = torch.tensor(self.train_styles)
+        order = styles[torch.randperm(len(styles))]
+        return order.repeat(-(-batch_size // len(styles)))[:batch_size]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._kept_rows:
+            with torch.no_grad():
+                for name, (rows, values) in self._kept_rows.items():
+                    self.net.get_parameter(name)[rows] = values.to(self.device)
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         """Stop with the step and term of the first non-finite loss.
@@ -141,7 +185,7 @@ class StyleTransferModule(pl.LightningModule):
                 )
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.net.parameters())
+        optimizer = self.optimizer_factory([p for p in self.net.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fast_style.config.style_set import run_name
 from fast_style.errors import FastStyleError
 
 
@@ -56,7 +57,7 @@ def run_dir_to_resume(cfg: DictConfig, overrides: list[str]) -> Path | None:
     pinned = any(o.lstrip("+").split("=", 1)[0] in ("hydra.run.dir", "run_dir") for o in overrides)
     if mode == "false" or pinned or OmegaConf.select(cfg, "ckpt_path"):
         return None
-    style_root = Path(str(cfg.output_root)).expanduser() / str(cfg.style.name)
+    style_root = Path(str(cfg.output_root)).expanduser() / run_name(cfg.style.name, cfg.get("styles"))
     run_dir = find_run_to_resume(style_root)
     if run_dir is None and mode == "true":
         raise FastStyleError(

@@ -14,12 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from fast_style.checkpoint_format import CHECKPOINT_KEY, net_weights, read_checkpoint
+from fast_style.config.schema import StyleConfig
+from fast_style.config.style_set import run_name, style_set
 from fast_style.errors import FastStyleError
 from fast_style.files import atomic_write
 from fast_style.images import list_images
 from fast_style.infer.export import export_checkpoint
 from fast_style.infer.stylizer import Stylizer
 from fast_style.model.cpu_kernels import use_fast_kernels
+from fast_style.model.networks import TransformerNet
 from fast_style.model.perceptual import PerceptualLoss
 from fast_style.model.stability import stability_from_config
 from fast_style.train.allocator import keep_freed_memory
@@ -34,21 +38,39 @@ from fast_style.train.styles import load_style_image
 
 
 def build_module(cfg: DictConfig) -> StyleTransferModule:
-    net = use_fast_kernels(instantiate(cfg.model), cfg.fast_kernels)
+    styles = style_set(cfg.get("styles"), StyleConfig)  # [] for the single style of style=
+    names = [style["name"] for style in styles]
+    if styles:  # one net, several styles: conditional instance norm (one scale and shift per style)
+        net = instantiate(cfg.model, num_styles=len(styles))
+        paintings = [load_style_image(OmegaConf.create(style)) for style in styles]
+        factors = [float(style["style_weight_factor"]) for style in styles]
+        style_weight = cfg.loss.style_weight
+    else:
+        net = instantiate(cfg.model)
+        paintings, factors = load_style_image(cfg.style), None
+        style_weight = cfg.loss.style_weight * cfg.style.get("style_weight_factor", 1.0)
+    new_styles = None
+    if cfg.get("init_from"):
+        new_styles = initialize_from(net, cfg.init_from, names or [cfg.style.name])
+    net = use_fast_kernels(net, cfg.fast_kernels)
     loss = PerceptualLoss(
-        load_style_image(cfg.style),
+        paintings,
         content_layers=list(cfg.perceptual.content_layers),
         style_layers=list(cfg.perceptual.style_layers),
         arch=cfg.perceptual.arch,
         weights=str(cfg.perceptual.weights),
         content_weight=cfg.loss.content_weight,
-        style_weight=cfg.loss.style_weight * cfg.style.get("style_weight_factor", 1.0),
+        style_weight=style_weight,
+        style_factors=factors,
         tv_weight=cfg.loss.tv_weight,
         pixel_weight=cfg.loss.pixel_weight,
         normalize=cfg.loss.normalize,
         style_layer_weights=cfg.loss.style_layer_weights,
     )
     metadata = {"style": cfg.style.get("name"), "config": OmegaConf.to_container(cfg, resolve=True)}
+    if styles:
+        metadata |= {"style": run_name(None, cfg.styles), "styles": names}
+    norms_only = cfg.get("train_only") == "norms"
     return StyleTransferModule(
         net,
         loss,
@@ -58,7 +80,42 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         channels_last=cfg.channels_last,
         compile=cfg.compile,
         stability=stability_from_config(cfg.loss),
+        train_styles=new_styles if norms_only else None,
+        train_only_norms=norms_only,
     )
+
+
+def initialize_from(net: TransformerNet, path: str, names: list[str]) -> list[int]:
+    """Load ``net``'s weights from the checkpoint ``path``; returns the indices of ``names`` (the
+    styles of ``net``) that the checkpoint lacks.
+
+    Shared weights must match in shape; each style found in the checkpoint (by name) takes its
+    scales and shifts, each new style the mean of the checkpoint's (a neutral start).
+    """
+    checkpoint = read_checkpoint(path, "pass init_from=<a final.ckpt written by train.py>")
+    meta = checkpoint[CHECKPOINT_KEY]
+    _, old = net_weights(checkpoint)
+    old_names = list(meta.get("styles") or [meta.get("style")])
+    norm_keys = set(net.norm_parameter_names())
+    state = net.state_dict()
+    for key, value in state.items():
+        if key not in old:
+            raise FastStyleError(f"init_from={path} has no weight {key}: it was trained with another model config")
+        if key in norm_keys:
+            rows = old[key].reshape(len(old_names), -1)
+            mean = rows.mean(0)
+            picked = [rows[old_names.index(n)] if n in old_names else mean for n in names]
+            value.copy_(torch.stack(picked).reshape(value.shape))
+        elif old[key].shape != value.shape:
+            raise FastStyleError(
+                f"init_from={path} has {key} of shape {tuple(old[key].shape)}, this model {tuple(value.shape)}: "
+                f"use the model config it was trained with ({meta.get('model')})"
+            )
+        else:
+            value.copy_(old[key])
+    new = [i for i, name in enumerate(names) if name not in old_names]
+    print(f"init_from {path}: {len(names) - len(new)} styles loaded, new: {', '.join(names[i] for i in new) or 'none'}")
+    return new
 
 
 def train(cfg: DictConfig) -> float:
@@ -68,6 +125,8 @@ def train(cfg: DictConfig) -> float:
     ckpt_path = resume_checkpoint(cfg.ckpt_path, resume_mode(cfg), run_dir)
     if ckpt_path is not None:  # refuse unsafe, truncated or mismatched files before Lightning loads them
         model_config = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"}
+        if cfg.get("styles"):
+            model_config["num_styles"] = len(cfg.styles)
         check_resume_checkpoint(ckpt_path, model_config)
     remove_partial_files(run_dir)  # what a killed checkpoint writer left behind
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -146,11 +205,19 @@ def evaluate_final(
     if not photos:
         return
     config = OmegaConf.to_container(cfg, resolve=True)
-    judge = judge_for(config)
-    net = Stylizer(copy.deepcopy(module.net).float().to(memory_format=torch.contiguous_format).cpu()).eval()
-    figures = measure_images(judge, net, photos)
-    flat = {f"eval/{k}": v for k, v in figures.items() if isinstance(v, float)}
-    flat |= {f"eval/style_gain_{n}": v for n, v in figures["style_gain_layers"].items()}
+    full = copy.deepcopy(module.net).float().to(memory_format=torch.contiguous_format).cpu()
+    styles = style_set(cfg.get("styles"), StyleConfig)
+    flat, report = {}, {}
+    # A multi-style net: each style baked and measured against its own painting (eval/<style>/...).
+    for index, style in enumerate(styles or [None]):
+        judge = judge_for(config if style is None else {**config, "style": style})
+        net = Stylizer(full if style is None else full.baked(torch.eye(len(styles))[index])).eval()
+        figures = measure_images(judge, net, photos)
+        prefix = "eval/" if style is None else f"eval/{style['name']}/"
+        flat |= {f"{prefix}{k}": v for k, v in figures.items() if isinstance(v, float)}
+        flat |= {f"{prefix}style_gain_{n}": v for n, v in figures["style_gain_layers"].items()}
+        report[style["name"] if style else "model"] = figures
+    figures = report["model"] if "model" in report else {"styles": report}
     for logger in loggers:
         logger.log_metrics(flat, step=step)
         logger.save()  # CSVLogger buffers rows until save(): fit() has ended, nothing else will flush them
