@@ -1,7 +1,7 @@
 """Which loss term pushes a net towards fine texture? ``python scripts/loss_gradients.py photos=DIR``.
 
 For each photo (or, with ``ckpt=``, a model's output for it) this prints, per loss term (each
-style layer's Gram error and the content error, in the normalized units of ``loss.normalize``): the
+style layer's Gram error, the content error and the total variation, in the normalized units of ``loss.normalize``): the
 term's value, the norm of its gradient with respect to the image, that norm times the term's weight
 in the chosen ``loss`` recipe, and the share of the gradient's luminance power at periods <= 4 px
 (``fast_style.quality.artifact_share``; a natural photo has ~0.01-0.05). A term whose weighted
@@ -24,7 +24,7 @@ from fast_style.config import CONFIG_DIR
 from fast_style.config.cli import launch
 from fast_style.config.schema import LossConfig, at_least, existing, setting
 from fast_style.images import list_images, load_image
-from fast_style.model.perceptual import PerceptualLoss, gram_matrix
+from fast_style.model.perceptual import PerceptualLoss, total_variation
 from fast_style.quality import artifact_share
 from fast_style.train.styles import load_style_image
 
@@ -45,7 +45,8 @@ class LossGradientsConfig:
 def term_gradients(
     loss: PerceptualLoss, image: torch.Tensor, photo: torch.Tensor
 ) -> dict[str, tuple[float, torch.Tensor]]:
-    """``{term: (value, d value / d image)}`` for each style layer and the content layer(s).
+    """``{term: (value, d value / d image)}`` for each style layer, the content layer(s) and the
+    total variation of the image (``"tv image"``).
 
     ``image`` and ``photo``: ``(1, 3, H, W)`` in [0, 1]; values and gradients are unweighted (but
     normalized when ``loss.normalize``); gradients are ``(3, H, W)``.
@@ -58,12 +59,15 @@ def term_gradients(
         x = image.detach().clone().requires_grad_(True)
         features = loss.vgg(x, [name])[name]
         if kind == "style":
-            target = loss.style_gram(name).expand(features.shape[0], -1, -1)
-            value = F.mse_loss(gram_matrix(features), target) / getattr(loss, f"style_scale_{name}")
+            value = loss.style_layer_error(features, name)
         else:
-            value = loss._content_error(features, photo_features[name])
+            value = loss.content_error(features, photo_features[name])
         (grad,) = torch.autograd.grad(value, x)
         out[f"{kind} {name}"] = (value.item(), grad[0])
+    x = image.detach().clone().requires_grad_(True)
+    value = total_variation(x)
+    (grad,) = torch.autograd.grad(value, x)
+    out["tv image"] = (value.item(), grad[0])
     return out
 
 
@@ -95,7 +99,9 @@ def main(cfg) -> None:
         print(f"{path.name:<16} {'(the image)':<16} {'':>9} {'':>9} {'':>9} {'':>9} {artifact_share(image[0]):6.3f}")
         for term, (value, grad) in term_gradients(loss, image, photo).items():
             kind, layer = term.split()
-            weight = cfg.loss.content_weight if kind == "content" else style_weight * loss.style_layer_weights[layer]
+            weight = {"content": cfg.loss.content_weight, "tv": cfg.loss.tv_weight}.get(kind)
+            if weight is None:
+                weight = style_weight * loss.style_layer_weights[layer]
             norm = grad.norm().item()
             print(
                 f"{'':<16} {term:<16} {value:9.3g} {norm:9.3g} {weight:9.3g} {weight * norm:9.3g} "

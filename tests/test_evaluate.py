@@ -104,6 +104,7 @@ def test_loss_gradients_script_prints_each_terms_gradient_and_its_spectrum(tmp_p
         "style_size=64",
         "loss.style_weight=2",
         "loss.style_layer_weights=[1,2,3,4]",
+        "loss.tv_weight=5",
         f"hydra.run.dir={tmp_path / 'run'}",
         env={"OMP_NUM_THREADS": "1"},
     )
@@ -113,7 +114,14 @@ def test_loss_gradients_script_prints_each_terms_gradient_and_its_spectrum(tmp_p
         for line in result.stdout.splitlines()
         if line.startswith(" ")
     }
-    assert set(rows) == {"style relu1_2", "style relu2_2", "style relu3_3", "style relu4_3", "content relu2_2"}
+    assert set(rows) == {
+        "style relu1_2",
+        "style relu2_2",
+        "style relu3_3",
+        "style relu4_3",
+        "content relu2_2",
+        "tv image",
+    }
     for layer, weight in zip(["relu1_2", "relu2_2", "relu3_3", "relu4_3"], [1, 2, 3, 4], strict=True):
         value, norm, layer_weight, weighted, high_frequency = map(float, rows[f"style {layer}"])
         assert value > 0 and norm > 0  # a photo is not the painting
@@ -122,6 +130,10 @@ def test_loss_gradients_script_prints_each_terms_gradient_and_its_spectrum(tmp_p
         assert 0 <= high_frequency <= 1
     # At the photo itself the content error and its gradient vanish.
     assert [float(v) for v in rows["content relu2_2"][:2]] == [0, 0]
+    # A photo has edges: its total variation and the gradient of it do not vanish.
+    value, norm, tv_weight, weighted, high_frequency = map(float, rows["tv image"])
+    assert value > 0 and norm > 0 and tv_weight == 5
+    assert weighted == pytest.approx(5 * norm, rel=1e-2)
 
 
 def test_plain_loop_writes_checkpoints_stylize_reads(tmp_path, photos_dir, stand_in_vgg, needs_styles):

@@ -112,6 +112,25 @@ def test_a_channels_last_stylizer_exports_and_stays_as_it_was(tmp_path):
     torch.testing.assert_close(load_backend(written["onnx"])(images), expected, rtol=1e-3, atol=1e-3)
 
 
+def test_a_tanh_output_net_loads_and_exports_with_parity(tmp_path):
+    """``model.output=tanh`` travels in the checkpoint's model config: stylize and every export
+    rebuild the bounded net, not a linear one."""
+    from fast_style.model.networks import TransformerNet
+
+    torch.manual_seed(0)
+    net = TransformerNet(8, 1, output="tanh")
+    ckpt = tmp_path / "final.ckpt"
+    state = {f"net.{key}": value for key, value in net.state_dict().items()}
+    torch.save({"state_dict": state, "fast_style": {"model": net.config, "style": "starry_night"}}, ckpt)
+    images = torch.rand(2, 3, 37, 53)
+    with torch.inference_mode():
+        expected = net.eval()(torch.nn.functional.pad(images, (8, 8, 8, 8), mode="replicate"))[..., 8:-8, 8:-8]
+        torch.testing.assert_close(load_stylizer(ckpt)(images), expected.clamp(0, 1))
+    written = export_checkpoint(ckpt, ["onnx", "torchscript"], log=lambda line: None)
+    for path in written.values():
+        torch.testing.assert_close(load_backend(path)(images), expected.clamp(0, 1), rtol=1e-4, atol=1e-4)
+
+
 def test_the_onnx_graph_is_plain_and_opencv_runs_it_with_the_same_result(tmp_path):
     """OpenCV's DNN module (the engine of its fast-style sample) refused the exporter's raw graph:
     int64 ``value_ints`` constants it reads as int32 met the int64 image sizes in a Concat."""

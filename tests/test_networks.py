@@ -47,6 +47,27 @@ def test_config_is_recorded_and_width_changes_parameters():
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in big.parameters())
 
 
+def test_tanh_output_is_bounded_and_recorded_only_when_chosen():
+    from fast_style.model.networks import OUTPUT_SCALE
+
+    assert "output" not in TransformerNet(8, 1).config  # checkpoints and exports of linear nets unchanged
+    net = TransformerNet(8, 1, output="tanh")
+    assert net.config == {"channels": 8, "residual_blocks": 1, "output": "tanh"}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(20)  # a linear output would go far outside [0, 1]
+        y = net(torch.rand(2, 3, 24, 40))
+    assert y.min() >= 0.5 - OUTPUT_SCALE - 1e-6 and y.max() <= 0.5 + OUTPUT_SCALE + 1e-6
+    assert y.min() < 0.05 and y.max() > 0.95  # and still reaches black and white
+    linear = TransformerNet(8, 1)
+    linear.load_state_dict(net.state_dict())  # same parameters: only the last step differs
+    with torch.no_grad():
+        x = torch.rand(1, 3, 16, 16)
+        torch.testing.assert_close(net(x), 0.5 + OUTPUT_SCALE * torch.tanh(linear(x)))
+    with pytest.raises(ValueError, match="output"):
+        TransformerNet(8, 1, output="sigmoid")
+
+
 def test_forward_leaves_input_untouched():
     x = torch.rand(1, 3, 21, 19)
     before = x.clone()

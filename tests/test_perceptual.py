@@ -151,9 +151,9 @@ def test_stand_in_weights_load(stand_in_vgg):
 def test_normalized_content_error_ignores_activation_scale():
     loss = make_loss(normalize=True)
     a, b = torch.rand(2, 16, 8, 8), torch.rand(2, 16, 8, 8)
-    torch.testing.assert_close(loss._content_error(1000 * a, 1000 * b), loss._content_error(a, b))
+    torch.testing.assert_close(loss.content_error(1000 * a, 1000 * b), loss.content_error(a, b))
     raw = make_loss()
-    torch.testing.assert_close(raw._content_error(10 * a, 10 * b), 100 * raw._content_error(a, b))
+    torch.testing.assert_close(raw.content_error(10 * a, 10 * b), 100 * raw.content_error(a, b))
 
 
 def test_normalized_style_layers_count_alike_with_the_stand_in(stand_in_vgg):

@@ -76,8 +76,8 @@ def test_short_training_moves_held_out_photos_towards_the_style(
             other = loss.vgg(F.interpolate(unrelated, size=photo.shape[-2:], mode="bilinear"), [content_layer])[
                 content_layer
             ]
-            content_kept = loss._content_error(features["stylized"], features["photo"]).item()
-            content_unrelated = loss._content_error(other, features["photo"]).item()
+            content_kept = loss.content_error(features["stylized"], features["photo"]).item()
+            content_unrelated = loss.content_error(other, features["photo"]).item()
             style_before = style_loss.style_distance(photo).item()
             style_after = style_loss.style_distance(stylized).item()
         print(

@@ -241,6 +241,10 @@ def test_resume_checkpoint_must_hold_training_state_and_match_the_model(tmp_path
     assert check_resume_checkpoint(path, {"channels": 32})["global_step"] == 3
     with pytest.raises(FastStyleError, match="model.channels=16 but the checkpoint has 32"):
         check_resume_checkpoint(path, {"channels": 16})
+    # A net saved before model.output existed has a linear output: tanh cannot continue it.
+    assert check_resume_checkpoint(path, {"channels": 32, "output": "linear"})["global_step"] == 3
+    with pytest.raises(FastStyleError, match="model.output=tanh but the checkpoint has linear"):
+        check_resume_checkpoint(path, {"channels": 32, "output": "tanh"})
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):

@@ -63,6 +63,7 @@ def test_the_default_and_tiny_configs_pass(photos_dir, tmp_path):
         ("loss.style_layer_weights=[1,a,1,1]", ["loss.style_layer_weights[1]='a'", "Float"]),
         ("style.style_weight_factor=0", ["style.style_weight_factor=0", "> 0"]),
         ("evaluate.size=8", ["evaluate.size=8", ">= 16"]),
+        ("model.output=sigmoid", ["model.output='sigmoid'", "linear, tanh"]),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(override, fragments, photos_dir, tmp_path):

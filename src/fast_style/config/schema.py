@@ -153,6 +153,8 @@ class ModelConfig:
     _target_: str = "fast_style.model.networks.TransformerNet"
     channels: int = setting(32, **at_least(1, " (the paper: 32)"))
     residual_blocks: int = setting(5, **at_least(0, " (the paper: 5)"))
+    # linear: unbounded (pytorch/examples); tanh: 0.5 + 0.59 tanh (jcjohnson, lengstrom). See networks.py.
+    output: str = choice("linear", ("linear", "tanh"))
 
 
 @dataclass

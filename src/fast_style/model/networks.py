@@ -133,6 +133,16 @@ class UpsampleConv(StyledSequential):
         )
 
 
+# ``output=tanh``: out = 0.5 + OUTPUT_SCALE * tanh(y), the [0, 1] version of the bounded output of
+# jcjohnson/fast-neural-style (150 * tanh, around the mean of 0-255 pixels) and
+# lengstrom/fast-style-transfer (150 * tanh + 127.5). A linear output lets the net paint values far
+# outside [0, 1] that the VGG loss rewards (large swings give large early-layer activations) but
+# that clamping at display turns into dark dot-and-stripe texture; a bound a little beyond [0, 1]
+# still reaches pure black and white without saturating tanh.
+OUTPUT_SCALE = 150 / 255
+OUTPUTS = ("linear", "tanh")
+
+
 class TransformerNet(nn.Module):
     """Image transformation network.
 
@@ -142,18 +152,27 @@ class TransformerNet(nn.Module):
         residual_blocks: number of residual blocks at 1/4 resolution (paper: 5).
         num_styles: styles held by the normalization layers (1: the single-style net; more:
             conditional instance norm, ``forward`` then needs ``style_weights``).
+        output: ``linear`` (pytorch/examples: the last conv's values, unbounded) or ``tanh``
+            (``0.5 + OUTPUT_SCALE * tanh``: within [-0.09, 1.09], as jcjohnson's and lengstrom's nets).
     """
 
-    def __init__(self, channels: int = 32, residual_blocks: int = 5, num_styles: int = 1) -> None:
+    def __init__(
+        self, channels: int = 32, residual_blocks: int = 5, num_styles: int = 1, output: str = "linear"
+    ) -> None:
         super().__init__()
-        if channels < 1 or residual_blocks < 0 or num_styles < 1:
+        output = str(output).lower()
+        if channels < 1 or residual_blocks < 0 or num_styles < 1 or output not in OUTPUTS:
             raise ValueError(
-                f"channels and num_styles must be >= 1 and residual_blocks >= 0, got {channels}, {residual_blocks}, "
-                f"{num_styles}"
+                f"channels and num_styles must be >= 1, residual_blocks >= 0 and output one of {OUTPUTS}, got "
+                f"{channels}, {residual_blocks}, {num_styles}, {output!r}"
             )
         self.config = {"channels": int(channels), "residual_blocks": int(residual_blocks)}
         if num_styles > 1:  # single-style configs stay exactly as before (checkpoints, exports)
             self.config["num_styles"] = int(num_styles)
+        if output != "linear":  # likewise: nets from before this option have no "output" key
+            self.config["output"] = output
+        self.bounded = output == "tanh"
+        self.output_scale = OUTPUT_SCALE  # an attribute: TorchScript cannot read module globals
         self.num_styles = int(num_styles)
         c, s = channels, num_styles
         self.encoder = StyledSequential(
@@ -185,7 +204,9 @@ class TransformerNet(nn.Module):
         if self.num_styles == 1:
             return self
         weights = style_weights.to(torch.float32).reshape(1, self.num_styles)
-        net = TransformerNet(self.config["channels"], self.config["residual_blocks"])
+        net = TransformerNet(
+            self.config["channels"], self.config["residual_blocks"], output=self.config.get("output", "linear")
+        )
         names = set(self.norm_parameter_names())
         state = {
             key: (torch.mm(weights, value.float())[0].to(value.dtype) if key in names else value)
@@ -195,7 +216,8 @@ class TransformerNet(nn.Module):
         return net.to(next(self.parameters()).device).train(self.training)
 
     def forward(self, images: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045 (TorchScript)
-        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` on the [0, 1] scale, unclamped.
+        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H, W)`` on the [0, 1] scale, unclamped (``output=tanh``:
+        within [-0.09, 1.09]).
 
         ``style_weights``: ``(B, S)`` float, rows summing to 1, for a multi-style net (ignored,
         and may be left out, with one style)."""
@@ -206,4 +228,6 @@ class TransformerNet(nn.Module):
         # Always pad (possibly by 0): no shape-dependent branch, so exports stay dynamic.
         x = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
         y = self.decoder(self.residuals(self.encoder(x, style_weights), style_weights), style_weights)
+        if self.bounded:
+            y = 0.5 + self.output_scale * torch.tanh(y)
         return y[..., :height, :width]

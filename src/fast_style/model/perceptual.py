@@ -295,12 +295,17 @@ class PerceptualLoss(nn.Module):
     def style_gram(self, name: str) -> torch.Tensor:
         return getattr(self, f"style_gram_{name}")
 
+    def style_layer_error(self, features: torch.Tensor, name: str) -> torch.Tensor:
+        """Unweighted Gram error of one style layer's ``features`` ``(B, C, h, w)`` against style 0:
+        the MSE between Grams, relative to the style Gram's mean square when ``normalize`` (fp32 scalar)."""
+        target = self.style_gram(name)[:1].expand(features.shape[0], -1, -1)
+        return F.mse_loss(gram_matrix(features), target) / getattr(self, f"style_scale_{name}").reshape(-1)[0]
+
     def _style_term(self, features: dict[str, torch.Tensor], style_index: torch.Tensor | None = None) -> torch.Tensor:
         if style_index is not None:
             return self._multi_style_term(features, style_index)
         return sum(
-            F.mse_loss(gram_matrix(features[n]), self.style_gram(n).expand(features[n].shape[0], -1, -1))
-            * (self.style_layer_weights[n] / getattr(self, f"style_scale_{n}"))
+            self.style_layer_weights[n] * self.style_layer_error(features[n], n)
             for n in self.style_layers
             if self.style_layer_weights[n] != 0
         )
@@ -321,7 +326,9 @@ class PerceptualLoss(nn.Module):
             total = total + self.style_layer_weights[n] * (per_sample * factors).mean()
         return total
 
-    def _content_error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def content_error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Unweighted error of one content layer's features ``output`` against the photo's ``target``
+        (same shape): MSE, relative to the target's mean square when ``normalize`` (fp32 scalar)."""
         with torch.autocast(device_type=output.device.type, enabled=False):
             error = _SquaredError.apply(output, target.detach())
             if self.normalize:
@@ -341,7 +348,7 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             # The photo only needs the content layers (relu2_2 by default): a third of the VGG.
             content_features = self.vgg(content, self.content_layers)
-        content_loss = sum(self._content_error(out_features[n], content_features[n]) for n in self.content_layers)
+        content_loss = sum(self.content_error(out_features[n], content_features[n]) for n in self.content_layers)
         style_loss = self._style_term(out_features, style_index)
         terms = {
             "content": self.content_weight * content_loss,

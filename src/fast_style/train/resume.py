@@ -105,7 +105,8 @@ def check_resume_checkpoint(path: Path, model_config: dict[str, Any]) -> dict[st
             f"{path} cannot continue training (it lacks {', '.join(missing)}): "
             "pass a last.ckpt or step_*.ckpt written by train.py"
         )
-    saved = checkpoint[CHECKPOINT_KEY].get("model", {})
+    # Keys a net leaves out of its config when they hold their default (see TransformerNet.config).
+    saved = {"output": "linear", "num_styles": 1, **checkpoint[CHECKPOINT_KEY].get("model", {})}
     differing = {k: (saved[k], v) for k, v in model_config.items() if k in saved and saved[k] != v}
     if differing:
         details = ", ".join(f"model.{k}={new} but the checkpoint has {old}" for k, (old, new) in differing.items())
