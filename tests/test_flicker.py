@@ -3,13 +3,22 @@ the script end to end on a small untrained network and a real (encoded) video.""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from fast_style.checkpoint_format import CHECKPOINT_KEY, NET_PREFIX
-from fast_style.flicker import clip_flicker, global_shift, synthetic_clip, video_flicker, warping_error
+from fast_style.flicker import (
+    clip_flicker,
+    comparison_animation,
+    global_shift,
+    save_animation,
+    synthetic_clip,
+    video_flicker,
+    warping_error,
+)
 from fast_style.infer.temporal import TemporalBlend
 from fast_style.model.networks import TransformerNet
 
@@ -169,3 +178,47 @@ def test_evaluate_script_reports_clip_and_video_flicker(tmp_path, stand_in_vgg, 
     bad = run_script("scripts/evaluate.py", *args[:-1], "flicker_frames=1", f"out={tmp_path / 'no.json'}")
     assert_one_line_error(bad, "flicker_frames=1")
     assert not (tmp_path / "no.json").exists()
+
+
+def test_comparison_animation_loops_and_shows_each_column_frame_by_frame(tmp_path):
+    image = photo(size=64)
+    clip, _ = synthetic_clip(image, 4)
+    frames = comparison_animation([("photo", None), ("map", colour_map)], image, frames=4, label_height=10)
+    assert len(frames) == 6  # 0 1 2 3 2 1: a ping-pong never jumps when it loops
+    h, w = clip.shape[-2:]
+    assert all(f.size == (2 * w, h + 10) for f in frames)
+    second = torch.from_numpy(np.asarray(frames[1])).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(second[:, 10:, :w], clip[1], atol=1 / 255, rtol=0)
+    torch.testing.assert_close(second[:, 10:, w:], colour_map(clip[1:2])[0], atol=1 / 255, rtol=0)
+    assert frames[4].tobytes() == frames[2].tobytes()
+    gif = save_animation(frames, tmp_path / "strip.gif", fps=10)
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 6 and animation.info["loop"] == 0
+        decoded = []
+        for index in range(animation.n_frames):
+            animation.seek(index)
+            decoded.append(np.asarray(animation.convert("RGB")).reshape(-1, 3))
+    # One palette, no dithering: a colour is written the same way in every frame, so GIF
+    # quantization adds no flicker of its own.
+    written: dict[bytes, bytes] = {}
+    for source, gif_frame in zip(frames, decoded, strict=True):
+        for colour, stored in zip(np.asarray(source).reshape(-1, 3)[::7], gif_frame[::7], strict=True):
+            assert written.setdefault(colour.tobytes(), stored.tobytes()) == stored.tobytes()
+    apng = save_animation(frames, tmp_path / "strip.png")
+    with Image.open(apng) as animation:
+        assert animation.n_frames == 6
+
+
+def test_flicker_strip_script_writes_the_animation_and_checks_its_labels(tmp_path):
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
+    Image.fromarray(skimage_photo("coffee")).save(tmp_path / "coffee.png")
+    args = [f"ckpt=[{tmp_path / 'tiny.ckpt'},{tmp_path / 'tiny.ckpt'}]", f"photo={tmp_path / 'coffee.png'}", "size=64"]
+    out = tmp_path / "strip.gif"
+    result = run_script("scripts/flicker_strip.py", *args, "labels=[a,b]", "frames=3", f"out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("strip.gif")
+    with Image.open(out) as animation:
+        assert animation.n_frames == 4 and animation.width % 3 == 0  # 0 1 2 1; photo and two models
+    bad = run_script("scripts/flicker_strip.py", *args, "labels=[only_one]", f"out={tmp_path / 'bad.gif'}")
+    assert_one_line_error(bad, "1 labels for 2 models")
+    assert not (tmp_path / "bad.gif").exists()

@@ -187,3 +187,53 @@ def video_flicker(stylize: Stylize, frames: torch.Tensor, batch_size: int = 1) -
         "flicker_clip": statistics.fmean(input_errors),
         "static_share": statistics.fmean(shares),
     }
+
+
+# -- an animated comparison (README, docs/video.md) ----------------------------------------------
+def comparison_animation(
+    columns: list[tuple[str, Stylize | None]], photo: torch.Tensor, frames: int = 16, label_height: int = 14
+) -> list:
+    """Frames of a side-by-side animation of ``photo``'s synthetic clip: one column per
+    ``(label, stylize)`` (``stylize=None``: the moving photo itself), every column the same frames.
+
+    ``photo`` ``(3, H, W)`` in [0, 1]. Returns PIL RGB images, ping-ponged (forward, then back
+    without repeating the ends) so that a looping animation never jumps.
+    """
+    from PIL import Image, ImageDraw
+
+    clip, _ = synthetic_clip(photo, frames)
+    rendered = [clip if stylize is None else stylize_frames(stylize, clip) for _, stylize in columns]
+    _, _, h, w = clip.shape
+    labels = Image.new("RGB", (w * len(columns), label_height), "white")  # drawn apart: text never spills
+    draw = ImageDraw.Draw(labels)
+    for c, (label, _) in enumerate(columns):
+        draw.text((c * w + 3, 1), label, fill="black")
+    images = []
+    for t in range(frames):
+        sheet = Image.new("RGB", (w * len(columns), h + label_height), "white")
+        sheet.paste(labels, (0, 0))
+        for c, video in enumerate(rendered):
+            pixels = (video[t].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+            sheet.paste(Image.fromarray(pixels), (c * w, label_height))
+        images.append(sheet)
+    return images + images[-2:0:-1]
+
+
+def save_animation(images: list, path: str | Path, fps: float = 8.0) -> Path:
+    """Save frames as a looping GIF (or APNG for a ``.png`` path). A GIF gets one palette for all
+    frames and no dithering: per-frame palettes or dither patterns would add a flicker of their own."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duration = round(1000 / fps)
+    if path.suffix.lower() == ".png":
+        images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+        return path
+    mosaic = Image.new("RGB", (images[0].width, images[0].height * len(images)))
+    for i, image in enumerate(images):
+        mosaic.paste(image, (0, i * image.height))
+    palette = mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    frames = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=False)
+    return path
