@@ -37,7 +37,7 @@ def test_defaults_follow_the_paper(tmp_path):
     assert list(cfg.perceptual.style_layers) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
     assert cfg.data.source == "hub" and cfg.data.path == "detection-datasets/coco"
     net = instantiate(cfg.model)
-    assert isinstance(net, TransformerNet) and net.config == {"channels": 32, "residual_blocks": 5}
+    assert isinstance(net, TransformerNet) and net.config == {"channels": 32, "residual_blocks": 5, "output": "tanh"}
     # The published ImageNet recipe stays the default loss.
     assert cfg.loss.content_weight == 1e5 and cfg.loss.style_weight == 1e10 and cfg.loss.tv_weight == 0
     assert cfg.loss.normalize is False and cfg.loss.style_layer_weights is None and cfg.loss.pixel_weight == 0

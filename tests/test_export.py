@@ -26,7 +26,7 @@ def test_training_exports_every_format_and_prints_the_checks(trained_run):
         (line,) = [line for line in lines if line.startswith(f"exported {fmt}: ")]
         assert str(run_dir / name) in line and "max abs diff" in line and line.endswith("ok)")
     info = json.loads((run_dir / "final.json").read_text())
-    assert info["model"] == {"channels": 32, "residual_blocks": 5} and info["style"] == "starry_night"
+    assert info["model"] == {"channels": 32, "residual_blocks": 5, "output": "tanh"} and info["style"] == "starry_night"
     assert "[0, 1]" in info["contract"]
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files left
 

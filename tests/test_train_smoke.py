@@ -20,7 +20,7 @@ def test_train_a_few_steps_then_stylize(photos_dir, tmp_path, needs_styles):
     assert loss == loss and loss > 0  # finite, not NaN
     checkpoint = read_checkpoint(final)
     assert checkpoint["global_step"] == 3
-    assert checkpoint["fast_style"]["model"] == {"channels": 32, "residual_blocks": 5}
+    assert checkpoint["fast_style"]["model"] == {"channels": 32, "residual_blocks": 5, "output": "tanh"}
     assert checkpoint["fast_style"]["style"] == "starry_night"
     assert all(k.startswith("net.") for k in checkpoint["state_dict"])  # no VGG inside
     assert list((tmp_path / "run" / "samples").glob("step_*.png"))

@@ -153,8 +153,10 @@ class ModelConfig:
     _target_: str = "fast_style.model.networks.TransformerNet"
     channels: int = setting(32, **at_least(1, " (the paper: 32)"))
     residual_blocks: int = setting(5, **at_least(0, " (the paper: 5)"))
-    # linear: unbounded (pytorch/examples); tanh: 0.5 + 0.59 tanh (jcjohnson, lengstrom). See networks.py.
-    output: str = choice("linear", ("linear", "tanh"))
+    # tanh: 0.5 + 0.59 tanh, bounded (jcjohnson, lengstrom); linear: unbounded (pytorch/examples).
+    # New nets default to tanh (docs/quality.md: a linear output paints out-of-range values the loss
+    # rewards and clamping turns dark); checkpoints without the key were linear and stay so.
+    output: str = choice("tanh", ("linear", "tanh"))
 
 
 @dataclass
