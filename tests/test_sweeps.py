@@ -146,6 +146,20 @@ def test_contact_sheet_of_the_multirun(multirun, tmp_path):
     assert ranked.labels[1][0] == "loss.style_weight=1.0"
     assert ranked.labels[1][1:] == figure_lines(figures[1])
     assert ranked.labels[1][1].startswith("style gain ") and ranked.labels[1][3].startswith("artifacts ")
+    # Rows named by the user (runs whose configs differ in many keys, e.g. another trainer's).
+    named = run_script(
+        "scripts/contact_sheet.py",
+        f"runs=[{sweep_dir}]",
+        "size=32",
+        "labels=[weak,strong]",
+        f"out={tmp_path / 'n.png'}",
+    )
+    assert named.returncode == 0, named.stderr[-3000:]
+    renamed = make_contact_sheet([r for r, _ in loaded], [s for _, s in loaded], tiles, labels=["weak", "strong"])
+    assert renamed.labels == [["weak"], ["strong"]]
+    wrong = run_script("scripts/contact_sheet.py", f"runs=[{sweep_dir}]", "labels=[one]", f"out={tmp_path / 'w.png'}")
+    assert_one_line_error(wrong, "1 labels for 2 runs")
+    assert not (tmp_path / "w.png").exists()
 
 
 @pytest.mark.slow

@@ -178,23 +178,27 @@ def make_contact_sheet(
     pad: int = 8,
     font_size: int | None = None,
     figures: list[dict[str, Any]] | None = None,
+    labels: list[str] | None = None,
 ) -> ContactSheet:
     """Stylize every photo with every run and lay the results out as a labelled grid.
 
     Args:
         photos: equal-size ``(3, S, S)`` tensors in [0, 1]; each cell is ``S x S``.
         figures: per run, ``scripts/evaluate.py`` figures (means over the photos) printed under its label.
+        labels: per run, the label to write instead of the overrides that differ (one line each).
     """
     if not photos:
         raise FastStyleError("no content photos: pass photos=[a.jpg,b.jpg] or leave it out for the built-in ones")
     tile = photos[0].shape[-1]
     batch = torch.stack(photos)
-    labels = run_labels(runs)
+    if labels is not None and len(labels) != len(runs):
+        raise FastStyleError(f"{len(labels)} labels for {len(runs)} runs: pass one label per run, or none")
+    label_lines = [[label] for label in labels] if labels is not None else run_labels(runs)
     if figures is not None:
-        labels = [lines + figure_lines(f) for lines, f in zip(labels, figures, strict=True)]
+        label_lines = [lines + figure_lines(f) for lines, f in zip(label_lines, figures, strict=True)]
     font = _font(font_size or max(12, tile // 16))
     line_height = font.getbbox("Ag=0.")[3] + 4
-    rows_of_text = [["content"], *labels]
+    rows_of_text = [["content"], *label_lines]
     label_width = 2 * pad + max(int(font.getlength(line)) for lines in rows_of_text for line in lines)
     row_heights = [max(tile, len(lines) * line_height) for lines in rows_of_text]
     width = label_width + len(photos) * (tile + pad)  # label_width ends with a pad: a pad between all cells
@@ -215,18 +219,20 @@ def make_contact_sheet(
             sheet.paste(tensor_to_pil(image), (left, cell_top))
             cells[-1].append((left, cell_top, left + tile, cell_top + tile))
         top += row_height + pad
-    return ContactSheet(sheet, labels, rows=len(rows_of_text), cols=len(photos), cells=cells)
+    return ContactSheet(sheet, label_lines, rows=len(rows_of_text), cols=len(photos), cells=cells)
 
 
 def main(cfg) -> Path:
     """``scripts/contact_sheet.py``: ``cfg`` is a validated ``configs/contact_sheet.yaml``
-    (``runs``: multirun folders, run folders or .ckpt files; ``photos``; ``size``; ``out``; ``metrics``)."""
+    (``runs``: multirun folders, run folders or .ckpt files; ``photos``; ``size``; ``out``; ``metrics``;
+    ``labels``)."""
     checkpoints = find_checkpoints(list(cfg.runs))
     photos = load_photos(list(cfg.photos), cfg.size) if cfg.photos else builtin_photos(cfg.size)
     loaded = [load_run(c) for c in checkpoints]
     runs, stylizers = [r for r, _ in loaded], [s for _, s in loaded]
     figures = run_figures(runs, stylizers, photos) if cfg.metrics else None
-    sheet = make_contact_sheet(runs, stylizers, photos, figures=figures)
+    labels = [str(label) for label in cfg.labels] if cfg.get("labels") else None
+    sheet = make_contact_sheet(runs, stylizers, photos, figures=figures, labels=labels)
     single_dir = len(cfg.runs) == 1 and Path(cfg.runs[0]).is_dir()
     out = Path(cfg.out) if cfg.out else (Path(cfg.runs[0]) if single_dir else Path.cwd()) / "contact_sheet.png"
     save_image(sheet.image, out)
