@@ -167,6 +167,10 @@ def test_train_two_styles_then_add_a_third_with_norms_only(photos_dir, tmp_path,
     backend = load_backend(second / "final.ckpt")
     backend.select_style(style_mixes("the_scream", backend.styles)[0][1])
     assert backend(torch.rand(1, 3, 21, 17)).shape == (1, 3, 21, 17)
+    # The same weights behind another output layer would change every old style: refused.
+    wrong = [*overrides, "model.output=linear", "styles=[wave,udnie]", f"init_from={first / 'final.ckpt'}"]
+    with pytest.raises(FastStyleError, match="model.output=tanh, this model has linear: pass model.output=tanh"):
+        train(compose_train(wrong, tmp_path / "wrong"))
 
 
 def save_multi_checkpoint(path, net: TransformerNet, names: list[str]):

@@ -96,6 +96,14 @@ def initialize_from(net: TransformerNet, path: str, names: list[str]) -> list[in
     meta = checkpoint[CHECKPOINT_KEY]
     _, old = net_weights(checkpoint)
     old_names = list(meta.get("styles") or [meta.get("style")])
+    # The same weights behind another output layer would paint other pictures (a net saved before
+    # model.output existed has a linear one).
+    old_output, new_output = (meta.get("model") or {}).get("output", "linear"), net.config.get("output", "linear")
+    if old_output != new_output:
+        raise FastStyleError(
+            f"init_from={path} was trained with model.output={old_output}, this model has {new_output}: "
+            f"pass model.output={old_output}"
+        )
     norm_keys = set(net.norm_parameter_names())
     state = net.state_dict()
     for key, value in state.items():
