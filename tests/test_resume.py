@@ -345,6 +345,9 @@ def test_sigkill_at_random_moments_then_resume(photos_dir, tmp_path, needs_paint
         *fast_overrides(photos, steps=max_steps),
         f"output_root={out}",
         "+logger.csv.flush_logs_every_n_steps=1",  # metrics of killed runs reach the disk
+        # The loss curve above was measured with pytorch/examples' linear output (a bounded tanh
+        # output starts lower and falls more slowly); the kills and resumes do not depend on it.
+        "model.output=linear",
     ]
     resumed_from: list[int] = []
     for attempt in range(4):
