@@ -141,6 +141,14 @@ class UpsampleConv(StyledSequential):
 # still reaches pure black and white without saturating tanh.
 OUTPUT_SCALE = 150 / 255
 OUTPUTS = ("linear", "tanh")
+# What a config key means when a net leaves it out (TransformerNet.config keeps only non-defaults, so
+# checkpoints and exports from before a key existed read the same).
+OMITTED_DEFAULTS = {"num_styles": 1, "output": "linear"}
+
+
+def full_config(config: dict) -> dict:
+    """A net's saved ``config`` with every omitted key at the value it stands for."""
+    return {**OMITTED_DEFAULTS, **config}
 
 
 class TransformerNet(nn.Module):
@@ -204,9 +212,7 @@ class TransformerNet(nn.Module):
         if self.num_styles == 1:
             return self
         weights = style_weights.to(torch.float32).reshape(1, self.num_styles)
-        net = TransformerNet(
-            self.config["channels"], self.config["residual_blocks"], output=self.config.get("output", "linear")
-        )
+        net = TransformerNet(**{**full_config(self.config), "num_styles": 1})
         names = set(self.norm_parameter_names())
         state = {
             key: (torch.mm(weights, value.float())[0].to(value.dtype) if key in names else value)

@@ -97,6 +97,7 @@ def check_resume_checkpoint(path: Path, model_config: dict[str, Any]) -> dict[st
     instead of a Lightning traceback (Lightning then loads it again through ``AtomicCheckpointIO``).
     """
     from fast_style.checkpoint_format import CHECKPOINT_KEY, TRAINING_KEYS, safe_torch_load
+    from fast_style.model.networks import full_config
 
     checkpoint = safe_torch_load(path, "pass ckpt_path=<a last.ckpt or step_*.ckpt written by train.py>")
     missing = [key for key in TRAINING_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
@@ -105,8 +106,7 @@ def check_resume_checkpoint(path: Path, model_config: dict[str, Any]) -> dict[st
             f"{path} cannot continue training (it lacks {', '.join(missing)}): "
             "pass a last.ckpt or step_*.ckpt written by train.py"
         )
-    # Keys a net leaves out of its config when they hold their default (see TransformerNet.config).
-    saved = {"output": "linear", "num_styles": 1, **checkpoint[CHECKPOINT_KEY].get("model", {})}
+    saved = full_config(checkpoint[CHECKPOINT_KEY].get("model", {}))
     differing = {k: (saved[k], v) for k, v in model_config.items() if k in saved and saved[k] != v}
     if differing:
         details = ", ".join(f"model.{k}={new} but the checkpoint has {old}" for k, (old, new) in differing.items())

@@ -23,7 +23,7 @@ from fast_style.images import list_images
 from fast_style.infer.export import export_checkpoint
 from fast_style.infer.stylizer import Stylizer
 from fast_style.model.cpu_kernels import use_fast_kernels
-from fast_style.model.networks import TransformerNet
+from fast_style.model.networks import TransformerNet, full_config
 from fast_style.model.perceptual import PerceptualLoss
 from fast_style.model.stability import stability_from_config
 from fast_style.train.allocator import keep_freed_memory
@@ -98,7 +98,7 @@ def initialize_from(net: TransformerNet, path: str, names: list[str]) -> list[in
     old_names = list(meta.get("styles") or [meta.get("style")])
     # The same weights behind another output layer would paint other pictures (a net saved before
     # model.output existed has a linear one).
-    old_output, new_output = (meta.get("model") or {}).get("output", "linear"), net.config.get("output", "linear")
+    old_output, new_output = full_config(meta.get("model") or {})["output"], full_config(net.config)["output"]
     if old_output != new_output:
         raise FastStyleError(
             f"init_from={path} was trained with model.output={old_output}, this model has {new_output}: "
