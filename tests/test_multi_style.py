@@ -284,3 +284,53 @@ def test_multi_style_onnx_graph_is_plain_with_two_dynamic_inputs(tmp_path):
     x = torch.rand(1, 3, 18, 22)
     with torch.no_grad():
         torch.testing.assert_close(backend.run_eager(x), Stylizer(net.baked(mix)).eval()(x), atol=1e-5, rtol=0)
+
+
+def test_evaluate_measures_each_style_against_its_own_painting(tmp_path, stand_in_vgg):
+    from fast_style.config.schema import StyleConfig
+    from fast_style.config.style_set import style_entry
+    from fast_style.evaluation import evaluate
+    from fast_style.images import save_image
+
+    paintings = []
+    for name, colour in (("reds", (0.9, 0.2, 0.1)), ("blues", (0.1, 0.3, 0.9))):
+        stripes = torch.tensor(colour)[:, None, None] * (0.6 + 0.4 * (torch.arange(48) % 6 < 3).float())[None, :, None]
+        paintings.append(save_image(stripes.expand(3, 48, 48).clone(), tmp_path / f"{name}.png"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_image(torch.rand(3, 24, 32), photos / "noise.png")
+    net = styled_net(2)
+    entries = [str(p) for p in paintings]
+    multi = save_multi_checkpoint(tmp_path / "multi.ckpt", net, ["reds", "blues"])
+    checkpoint = torch.load(multi, weights_only=False)
+    checkpoint["fast_style"]["config"] = {"styles": entries, "perceptual": {"weights": str(stand_in_vgg)}}
+    torch.save(checkpoint, multi)
+    # The same net baked to its second style, saved as a single-style model of that painting.
+    single = tmp_path / "blues.ckpt"
+    baked = net.baked(torch.tensor([0.0, 1.0]))
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in baked.state_dict().items()},
+            "fast_style": {
+                "format_version": 1,
+                "model": dict(baked.config),
+                "style": "blues",
+                "config": {"style": style_entry(entries[1], StyleConfig), "perceptual": {"weights": str(stand_in_vgg)}},
+            },
+        },
+        single,
+    )
+    reports, _ = evaluate([multi, single], photos, flicker_frames=0)
+    assert [(r.name, r.style) for r in reports] == [
+        ("multi.ckpt:reds", "reds"),
+        ("multi.ckpt:blues", "blues"),
+        ("blues.ckpt", "blues"),
+    ]
+    reds, blues, reference = (r.mean for r in reports)
+    for figure in ("style_gain", "structure", "palette_distance"):
+        assert blues[figure] == pytest.approx(reference[figure], abs=1e-4), figure
+    assert reds["palette_distance"] != pytest.approx(blues["palette_distance"], abs=1e-3)
+    [only] = evaluate([multi], photos, style="reds", flicker_frames=0)[0]
+    assert only.name == "multi.ckpt:reds" and only.mean["style_gain"] == pytest.approx(reds["style_gain"], abs=1e-6)
+    with pytest.raises(FastStyleError, match="holds the styles reds, blues: pass style=<one of them>"):
+        evaluate([multi], photos, style="wave", flicker_frames=0)

@@ -18,6 +18,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,40 +241,81 @@ def evaluate(
     reports, references = [], {}
     for path in paths:
         backend = load_backend(path, device)
-        judge = judge_for(model_config(path, backend), weights, style, judges)
-        painting = judge.style
+        config = model_config(path, backend)
         name = path.parent.name if path.suffix == ".ckpt" and path.stem in ("final", "last") else path.name
-        report = ModelReport(name, str(path), str(painting.get("name")))
-        backend(next(iter(images.values()))[None])  # warm-up: first-call set-up is not the model's speed
-        for photo_name, photo in images.items():
-            batch = photo[None]
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                output = backend(batch)[0]
-                times.append(time.perf_counter() - start)
-            row = judge.figures(output, photo)
-            row["ms_per_mp"] = 1000 * min(times) / (photo.shape[-1] * photo.shape[-2] / 1e6)
-            clip_figures = {}
-            if flicker_frames:
-                clip_figures = flicker_figure.clip_flicker(_video_stylizer(backend, video_blend), photo, flicker_frames)
-            if clip_figures:
-                row["flicker"] = clip_figures["flicker"]
-            report.photos[photo_name] = row
-            if photo_name not in references:
-                references[photo_name] = {
-                    "style_gain": 0.0,
-                    "content_error": 0.0,
-                    "structure": 1.0,
-                    "artifact_share": quality.artifact_share(photo),
-                    "palette_distance": quality.palette_distance(photo, judge.painting),
-                }
-                if clip_figures:
-                    references[photo_name]["flicker"] = clip_figures["flicker_clip"]  # the unstylized clip
-        if clip is not None:
-            report.video = flicker_figure.video_flicker(_video_stylizer(backend, video_blend), clip)
-        reports.append(report)
+        for label, judge in model_styles(backend, config, weights, style, judges):
+            report = ModelReport(f"{name}:{label}" if label else name, str(path), str(judge.style.get("name")))
+            backend(next(iter(images.values()))[None])  # warm-up: first-call set-up is not the model's speed
+            for photo_name, photo in images.items():
+                row, clip_figures = measure_photo(backend, judge, photo, repeats, flicker_frames, video_blend)
+                report.photos[photo_name] = row
+                if photo_name not in references:
+                    references[photo_name] = photo_figures(judge, photo, clip_figures)
+            if clip is not None:
+                report.video = flicker_figure.video_flicker(_video_stylizer(backend, video_blend), clip)
+            reports.append(report)
     return reports, references
+
+
+def model_styles(
+    backend, config: dict[str, Any], weights: str | None, style: str | None, judges: dict
+) -> Iterable[tuple[str | None, Judge]]:
+    """What to measure a model as: ``[(label, judge)]``. A single-style model: one entry, label
+    ``None``. A multi-style model: each of its styles (or the one ``style=`` names), selected on
+    ``backend`` just before its entry is used, judged against that style's own painting."""
+    styles = backend.styles
+    if not styles:
+        return [(None, judge_for(config, weights, style, judges))]
+    if style and style not in styles:
+        raise FastStyleError(
+            f"{backend.path.name} holds the styles {', '.join(styles)}: pass style=<one of them> or leave style= out"
+        )
+    from fast_style.config.schema import StyleConfig
+    from fast_style.config.style_set import style_set
+
+    # The paintings as trained (entries may be image paths); exports carry only the names.
+    trained = {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)} if config.get("styles") else {}
+
+    def entries():
+        for index, name in enumerate(styles):
+            if style and name != style:
+                continue
+            backend.select_style(torch.eye(len(styles))[index])
+            painting = {"style": trained[name]} if name in trained else {"style": {"name": name}}
+            yield name, judge_for({**config, **painting}, weights, None, judges)
+
+    return entries()
+
+
+def measure_photo(backend, judge: Judge, photo: torch.Tensor, repeats: int, flicker_frames: int, video_blend: float):
+    """Every figure of ``backend`` on ``photo`` ``(3, H, W)`` in [0, 1]; returns the row and the
+    flicker figures (``{}`` when ``flicker_frames`` is 0)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        output = backend(photo[None])[0]
+        times.append(time.perf_counter() - start)
+    row = judge.figures(output, photo)
+    row["ms_per_mp"] = 1000 * min(times) / (photo.shape[-1] * photo.shape[-2] / 1e6)
+    clip_figures = {}
+    if flicker_frames:
+        clip_figures = flicker_figure.clip_flicker(_video_stylizer(backend, video_blend), photo, flicker_frames)
+        row["flicker"] = clip_figures["flicker"]
+    return row, clip_figures
+
+
+def photo_figures(judge: Judge, photo: torch.Tensor, clip_figures: dict[str, float]) -> dict[str, float]:
+    """The photo's own figures (the "photo" row); its flicker is the unstylized clip's."""
+    figures = {
+        "style_gain": 0.0,
+        "content_error": 0.0,
+        "structure": 1.0,
+        "artifact_share": quality.artifact_share(photo),
+        "palette_distance": quality.palette_distance(photo, judge.painting),
+    }
+    if clip_figures:
+        figures["flicker"] = clip_figures["flicker_clip"]
+    return figures
 
 
 def _video_stylizer(backend, video_blend: float):
