@@ -18,7 +18,6 @@ import json
 import re
 import statistics
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,7 +242,9 @@ def evaluate(
         backend = load_backend(path, device)
         config = model_config(path, backend)
         name = path.parent.name if path.suffix == ".ckpt" and path.stem in ("final", "last") else path.name
-        for label, judge in model_styles(backend, config, weights, style, judges):
+        for label, mix, judge in model_styles(backend, config, weights, style, judges):
+            if mix is not None:
+                backend.select_style(mix)
             report = ModelReport(f"{name}:{label}" if label else name, str(path), str(judge.style.get("name")))
             backend(next(iter(images.values()))[None])  # warm-up: first-call set-up is not the model's speed
             for photo_name, photo in images.items():
@@ -259,13 +260,13 @@ def evaluate(
 
 def model_styles(
     backend, config: dict[str, Any], weights: str | None, style: str | None, judges: dict
-) -> Iterable[tuple[str | None, Judge]]:
-    """What to measure a model as: ``[(label, judge)]``. A single-style model: one entry, label
-    ``None``. A multi-style model: each of its styles (or the one ``style=`` names), selected on
-    ``backend`` just before its entry is used, judged against that style's own painting."""
+) -> list[tuple[str | None, torch.Tensor | None, Judge]]:
+    """What to measure a model as: ``[(label, style weights (S,) to select, judge)]``. A single-style
+    model: one entry, ``(None, None, judge)``. A multi-style model: each of its styles (or the one
+    ``style=`` names), judged against that style's own painting."""
     styles = backend.styles
     if not styles:
-        return [(None, judge_for(config, weights, style, judges))]
+        return [(None, None, judge_for(config, weights, style, judges))]
     if style and style not in styles:
         raise FastStyleError(
             f"{backend.path.name} holds the styles {', '.join(styles)}: pass style=<one of them> or leave style= out"
@@ -275,16 +276,12 @@ def model_styles(
 
     # The paintings as trained (entries may be image paths); exports carry only the names.
     trained = {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)} if config.get("styles") else {}
-
-    def entries():
-        for index, name in enumerate(styles):
-            if style and name != style:
-                continue
-            backend.select_style(torch.eye(len(styles))[index])
-            painting = {"style": trained[name]} if name in trained else {"style": {"name": name}}
-            yield name, judge_for({**config, **painting}, weights, None, judges)
-
-    return entries()
+    one_hot = torch.eye(len(styles))
+    return [
+        (name, one_hot[index], judge_for({**config, "style": trained.get(name, {"name": name})}, weights, None, judges))
+        for index, name in enumerate(styles)
+        if not style or name == style
+    ]
 
 
 def measure_photo(backend, judge: Judge, photo: torch.Tensor, repeats: int, flicker_frames: int, video_blend: float):

@@ -463,9 +463,8 @@ class EvaluateConfig:
     ckpt: Any = setting(MISSING, "a model file, run folder or multirun folder, or a list of them", bool)
     photos: str = existing(MISSING, "folder", "pass photos=<a folder of held-out photos>")
     weights: str | None = None  # VGG weights to measure with; null: those each model was trained with
-    style: str | None = (
-        None  # the painting (style name or image path); null: the model's own; multi-style: one of its styles
-    )
+    # The painting (style name or image path); null: the model's own. Multi-style models: one of their styles.
+    style: str | None = None
     size: int | None = setting(None, ">= 16 or null (native size)", lambda v: v >= 16)  # photos' longer side
     device: str = device_setting("cpu")
     repeats: int = setting(1, **at_least(1))  # timed runs per photo (the fastest counts)
