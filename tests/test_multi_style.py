@@ -334,3 +334,40 @@ def test_evaluate_measures_each_style_against_its_own_painting(tmp_path, stand_i
     assert only.name == "multi.ckpt:reds" and only.mean["style_gain"] == pytest.approx(reds["style_gain"], abs=1e-6)
     with pytest.raises(FastStyleError, match="holds the styles reds, blues: pass style=<one of them>"):
         evaluate([multi], photos, style="wave", flicker_frames=0)
+
+
+def test_blend_strip_goes_from_one_style_to_the_other(tmp_path):
+    """scripts/blend_strip.py: the photo, then the blends in equal steps; the ends are the pure styles."""
+    import numpy as np
+    from PIL import Image
+
+    from fast_style.images import load_image, save_image
+
+    from .conftest import assert_one_line_error, run_script
+
+    net = styled_net(3)
+    ckpt = save_multi_checkpoint(tmp_path / "multi.ckpt", net, ["starry_night", "wave", "udnie"])
+    photo = save_image(torch.rand(3, 24, 32), tmp_path / "photo.png")
+    out = tmp_path / "strip.png"
+    result = run_script(
+        "scripts/blend_strip.py", f"ckpt={ckpt}", "styles=[wave,udnie]", f"photo={photo}", "size=32", f"out={out}"
+    )
+    assert result.returncode == 0, result.stderr
+    strip = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+    label_height = strip.shape[0] - 24
+    assert strip.shape[1] == 6 * 32 and label_height > 0  # the photo and five blends
+    cells = [strip[label_height:, i * 32 : (i + 1) * 32] for i in range(6)]
+    photo_pixels = (load_image(photo).permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(cells[0] - photo_pixels).max() <= 1
+    with torch.inference_mode():
+        pure = {
+            name: (Stylizer(net.baked(torch.eye(3)[i])).eval()(load_image(photo)[None])[0].permute(1, 2, 0) * 255)
+            .round()
+            .numpy()
+            for i, name in ((1, "wave"), (2, "udnie"))
+        }
+    assert np.abs(cells[1] - pure["wave"]).max() <= 1 and np.abs(cells[5] - pure["udnie"]).max() <= 1
+    steps = [np.abs(cells[i + 1] - cells[i]).mean() for i in range(1, 5)]
+    assert all(step > 0 for step in steps)  # every cell differs from the last
+    result = run_script("scripts/blend_strip.py", f"ckpt={ckpt}", "styles=[wave,mona]", f"photo={photo}")
+    assert_one_line_error(result, "unknown style 'mona'", "starry_night, wave, udnie")
