@@ -103,6 +103,23 @@ def test_stability_term_is_fp32_and_has_gradients_under_bf16_autocast():
     assert net.weight.grad is not None and net.weight.grad.abs().sum() > 0
 
 
+def test_detached_term_trains_only_the_moved_copy(tmp_path):
+    """``loss.stability_detach``: W(f(x)) is a fixed target; the term's gradient reaches only f(W(x) + n)."""
+    photos = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    for detach in (False, True):
+        term = StabilityLoss(weight=1.0, detach=detach)
+        moved, positions = term.perturb(photos)
+        stylized, stylized_moved = photos.clone().requires_grad_(), (moved * 0.5).requires_grad_()
+        value = term(stylized, stylized_moved, positions)
+        value.backward()
+        assert stylized_moved.grad.abs().sum() > 0
+        assert (stylized.grad is None) == detach  # no path to f(x) at all when detached
+    cfg = compose_train(
+        ["data=folder", f"data.root={tmp_path}", "loss.stability_weight=5", "loss.stability_detach=true"], tmp_path
+    )
+    assert stability_from_config(cfg.loss).detach
+
+
 def test_stability_config_is_off_by_default_and_checked(tmp_path):
     cfg = compose_train(["data=folder", f"data.root={tmp_path}"], tmp_path / "run")
     assert cfg.loss.stability_weight == 0 and stability_from_config(cfg.loss) is None

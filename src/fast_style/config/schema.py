@@ -204,6 +204,8 @@ class LossConfig:
     stability_zoom: float = setting(0.02, "from 0 to 0.5 (zoom fraction)", lambda v: 0.0 <= v <= 0.5)
     stability_flow: float = setting(1.0, **at_least(0, " (pixels)"))
     stability_noise: float = setting(0.02, "from 0 to 1 (standard deviation)", lambda v: 0.0 <= v <= 1.0)
+    # true: W(f(x)) is a fixed target and only f(W(x) + n) learns from the term (false: both do).
+    stability_detach: bool = False
 
 
 @dataclass

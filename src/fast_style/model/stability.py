@@ -150,6 +150,10 @@ class StabilityLoss(nn.Module):
         shift, rotation, zoom, flow: motion strengths (pixels at the training size, degrees, zoom
             fraction, flow amplitude in pixels); see ``random_positions``.
         noise: standard deviation of the Gaussian noise added to the moved photo ([0, 1] scale).
+        detach: treat ``W(f(x))`` as a fixed target, so only ``f(W(x) + n)`` gets the term's
+            gradient. Both branches pulled toward each other meet half-way, on an output with fewer
+            strokes than the style loss asks of ``f(x)``; with the target fixed, ``f(x)`` answers to
+            the style loss alone and the moved copy has to reproduce its strokes.
     """
 
     def __init__(
@@ -160,8 +164,10 @@ class StabilityLoss(nn.Module):
         zoom: float = 0.02,
         flow: float = 1.0,
         noise: float = 0.02,
+        detach: bool = False,
     ) -> None:
         super().__init__()
+        self.detach = detach
         self.weight, self.shift, self.rotation, self.zoom, self.flow, self.noise = (
             weight,
             shift,
@@ -199,7 +205,8 @@ class StabilityLoss(nn.Module):
         dtype, unclamped [0, 1] scale); ``positions`` the ``W`` that ``perturb`` returned.
         """
         with torch.autocast(device_type=stylized.device.type, enabled=False):
-            moved_output, valid = warp(stylized.float(), positions)
+            target = stylized.detach() if self.detach else stylized
+            moved_output, valid = warp(target.float(), positions)
             return self.weight * masked_l1(moved_output, stylized_moved.float(), valid)
 
 
@@ -215,4 +222,5 @@ def stability_from_config(loss_cfg) -> StabilityLoss | None:
         zoom=float(loss_cfg.stability_zoom),
         flow=float(loss_cfg.stability_flow),
         noise=float(loss_cfg.stability_noise),
+        detach=bool(loss_cfg.get("stability_detach", False)),
     )
