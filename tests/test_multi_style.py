@@ -371,3 +371,33 @@ def test_blend_strip_goes_from_one_style_to_the_other(tmp_path):
     assert all(step > 0 for step in steps)  # every cell differs from the last
     result = run_script("scripts/blend_strip.py", f"ckpt={ckpt}", "styles=[wave,mona]", f"photo={photo}")
     assert_one_line_error(result, "unknown style 'mona'", "starry_night, wave, udnie")
+
+
+def test_contact_sheet_gives_a_multi_style_model_one_row_per_style(tmp_path):
+    """The gallery row of a multi-style net: scripts/contact_sheet.py shows each style on its own row."""
+    import numpy as np
+    from PIL import Image
+
+    from fast_style.contact_sheet import load_runs, make_contact_sheet, run_labels
+
+    from .conftest import run_script
+
+    net = styled_net(3)
+    ckpt = save_multi_checkpoint(tmp_path / "multi.ckpt", net, ["starry_night", "wave", "udnie"])
+    rows = load_runs(ckpt)
+    runs, stylizers = [r for r, _ in rows], [s for _, s in rows]
+    assert [r.style for r in runs] == ["starry_night", "wave", "udnie"]
+    assert run_labels(runs) == [["style=starry_night"], ["style=wave"], ["style=udnie"]]
+    tiles = [torch.rand(3, 32, 32) for _ in range(2)]
+    sheet = make_contact_sheet(runs, stylizers, tiles, pad=8, font_size=12)
+    assert (sheet.rows, sheet.cols) == (4, 2)
+    with torch.inference_mode():
+        wave = Stylizer(net, margin=8).eval()(torch.stack(tiles), torch.eye(3)[[1, 1]])[1]
+    cell = np.asarray(sheet.image.crop(sheet.cells[2][1]), dtype=np.float32) / 255
+    assert np.abs(cell - wave.clamp(0, 1).permute(1, 2, 0).numpy()).max() <= 1 / 255 + 1e-6
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 90, 40)).save(photo)
+    out = tmp_path / "sheet.png"
+    result = run_script("scripts/contact_sheet.py", f"runs=[{ckpt}]", f"photos=[{photo}]", "size=32", f"out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == f"contact sheet (3 runs x 1 photo): {out}"

@@ -1,5 +1,6 @@
 """Contact sheet of a sweep: one row per run, one column per content photo, rows labelled with
-the overrides that differ between the runs.
+the overrides that differ between the runs. A multi-style model gives one row per style (the
+gallery row of a multi-style net), labelled ``style=<name>``.
 
 Layout (all sizes in pixels)::
 
@@ -39,6 +40,7 @@ class Run:
     run_dir: Path
     config: dict[str, Any]
     overrides: list[str] | None = None  # Hydra's <run_dir>/.hydra/overrides.yaml, when present
+    style: str | None = None  # the style this row shows, for a multi-style model
 
 
 @dataclass
@@ -51,14 +53,37 @@ class ContactSheet:
 
 
 def load_run(checkpoint: Path) -> tuple[Run, Stylizer]:
+    """A single-style checkpoint's run and stylizer (see ``load_runs`` for multi-style ones)."""
+    return load_runs(checkpoint)[0]
+
+
+def load_runs(checkpoint: Path) -> list[tuple[Run, Stylizer]]:
+    """One ``(run, stylizer)`` per row: one for a single-style checkpoint, one per style (each
+    baked into a plain net, judged against its own painting) for a multi-style checkpoint."""
     data = read_checkpoint(checkpoint)
     run_dir = checkpoint.parent
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     overrides = None
     if overrides_file.is_file():
         overrides = [str(o) for o in (yaml.safe_load(overrides_file.read_text()) or [])]
-    run = Run(checkpoint, run_dir, dict(data[CHECKPOINT_KEY].get("config") or {}), overrides)
-    return run, Stylizer(network_from_checkpoint(data)).eval()
+    config = dict(data[CHECKPOINT_KEY].get("config") or {})
+    net = network_from_checkpoint(data)
+    styles = list(data[CHECKPOINT_KEY].get("styles") or [])
+    if not styles:
+        return [(Run(checkpoint, run_dir, config, overrides), Stylizer(net).eval())]
+    from fast_style.config.schema import StyleConfig
+    from fast_style.config.style_set import style_set
+
+    # The paintings as trained (entries may be image paths), so figures judge each row by its own.
+    trained = {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)} if config.get("styles") else {}
+    one_hot = torch.eye(len(styles))
+    return [
+        (
+            Run(checkpoint, run_dir, {**config, "style": trained.get(name, {"name": name})}, overrides, name),
+            Stylizer(net.baked(one_hot[index])).eval(),
+        )
+        for index, name in enumerate(styles)
+    ]
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -89,12 +114,15 @@ def run_labels(runs: list[Run]) -> list[list[str]]:
     else:
         per_run = []
         for run in runs:
-            flat = _flatten(run.config)
+            # A multi-style row's style is its own first line (below), not a config difference.
+            flat = _flatten({k: v for k, v in run.config.items() if not (run.style and k == "style")})
             own = str(run.config.get("run_dir") or run.run_dir)
             per_run.append({k: v for k, v in flat.items() if k != "run_dir" and not str(v).startswith(own)})
         keys = list(dict.fromkeys(k for items in per_run for k in items))
         differing = [k for k in keys if len({repr(items.get(k)) for items in per_run}) > 1]
         labels = [[f"{k}={items[k]}" for k in differing if k in items] for items in per_run]
+    # Rows of one multi-style model differ only in their style: it goes first.
+    labels = [[f"style={run.style}", *lines] if run.style else lines for run, lines in zip(runs, labels, strict=True)]
     return [lines or [run.run_dir.name or run.checkpoint.stem] for run, lines in zip(runs, labels, strict=True)]
 
 
@@ -228,7 +256,7 @@ def main(cfg) -> Path:
     ``labels``)."""
     checkpoints = find_checkpoints(list(cfg.runs))
     photos = load_photos(list(cfg.photos), cfg.size) if cfg.photos else builtin_photos(cfg.size)
-    loaded = [load_run(c) for c in checkpoints]
+    loaded = [row for c in checkpoints for row in load_runs(c)]
     runs, stylizers = [r for r, _ in loaded], [s for _, s in loaded]
     figures = run_figures(runs, stylizers, photos) if cfg.metrics else None
     labels = [str(label) for label in cfg.labels] if cfg.get("labels") else None

@@ -454,7 +454,7 @@ class ContactSheetConfig:
     size: int = setting(256, **at_least(16, " (pixels per cell)"))
     out: str | None = None  # default: <folder>/contact_sheet.png for one folder, else ./contact_sheet.png
     metrics: bool = False  # print style gain, structure and artifact share under each row (scripts/evaluate.py's)
-    labels: list[str] | None = None  # one label per run instead of the overrides that differ
+    labels: list[str] | None = None  # one per row (a multi-style model: a row per style), not the overrides
 
 
 @dataclass
