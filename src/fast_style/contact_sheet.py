@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fast_style.checkpoint_format import CHECKPOINT_KEY, read_checkpoint
 from fast_style.errors import FastStyleError
-from fast_style.evaluation import find_checkpoints
+from fast_style.evaluation import find_checkpoints, trained_paintings
 from fast_style.images import open_rgb, resize_crop, save_image, tensor_to_pil
 from fast_style.infer.stylizer import Stylizer, network_from_checkpoint
 
@@ -71,11 +71,8 @@ def load_runs(checkpoint: Path) -> list[tuple[Run, Stylizer]]:
     styles = list(data[CHECKPOINT_KEY].get("styles") or [])
     if not styles:
         return [(Run(checkpoint, run_dir, config, overrides), Stylizer(net).eval())]
-    from fast_style.config.schema import StyleConfig
-    from fast_style.config.style_set import style_set
-
-    # The paintings as trained (entries may be image paths), so figures judge each row by its own.
-    trained = {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)} if config.get("styles") else {}
+    # Each row is judged by its own painting, as scripts/evaluate.py does.
+    trained = trained_paintings(config)
     one_hot = torch.eye(len(styles))
     return [
         (

@@ -258,6 +258,17 @@ def evaluate(
     return reports, references
 
 
+def trained_paintings(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A multi-style run's painting configs by style name, as trained (``styles`` entries may be
+    image paths); empty when ``config`` lists none (exports carry only the names)."""
+    if not config.get("styles"):
+        return {}
+    from fast_style.config.schema import StyleConfig
+    from fast_style.config.style_set import style_set
+
+    return {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)}
+
+
 def model_styles(
     backend, config: dict[str, Any], weights: str | None, style: str | None, judges: dict
 ) -> list[tuple[str | None, torch.Tensor | None, Judge]]:
@@ -271,11 +282,7 @@ def model_styles(
         raise FastStyleError(
             f"{backend.path.name} holds the styles {', '.join(styles)}: pass style=<one of them> or leave style= out"
         )
-    from fast_style.config.schema import StyleConfig
-    from fast_style.config.style_set import style_set
-
-    # The paintings as trained (entries may be image paths); exports carry only the names.
-    trained = {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)} if config.get("styles") else {}
+    trained = trained_paintings(config)
     one_hot = torch.eye(len(styles))
     return [
         (name, one_hot[index], judge_for({**config, "style": trained.get(name, {"name": name})}, weights, None, judges))
