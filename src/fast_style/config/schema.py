@@ -206,6 +206,9 @@ class LossConfig:
     stability_noise: float = setting(0.02, "from 0 to 1 (standard deviation)", lambda v: 0.0 <= v <= 1.0)
     # true: W(f(x)) is a fixed target and only f(W(x) + n) learns from the term (false: both do).
     stability_detach: bool = False
+    # How both warps resample: a sub-pixel bilinear warp also blurs, which the term then asks of the
+    # strokes (fast_style/model/stability.py); bicubic blurs much less.
+    stability_interpolation: str = choice("bilinear", ("bilinear", "bicubic"))
 
 
 @dataclass
