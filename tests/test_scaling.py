@@ -177,3 +177,11 @@ def test_compile_trains_and_checkpoint_loads_without_compile(photos_dir, tmp_pat
     checkpoint = read_checkpoint(tmp_path / "run" / "final.ckpt")
     assert not any("_orig_mod" in k for k in checkpoint["state_dict"])
     assert load_stylizer(tmp_path / "run" / "final.ckpt")(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+
+
+def test_a_finished_ddp_run_closes_its_process_group(photos_dir, tmp_path, needs_styles):
+    # A gloo group left to interpreter shutdown can abort a rank after training (exit -6).
+    overrides = tiny_train_overrides(photos_dir, steps=1) + ["trainer=ddp", "trainer.devices=1"]
+    train(compose_train(overrides, tmp_path / "run"))
+    assert (tmp_path / "run" / "final.ckpt").is_file()
+    assert not torch.distributed.is_initialized()

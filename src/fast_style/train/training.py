@@ -195,7 +195,20 @@ def train(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         export_final(final, cfg.export)
         print(f"final checkpoint: {final}")  # stays the last stdout line: scripts read it
+    close_process_group()
     return metrics.get("loss/total", float("nan"))
+
+
+def close_process_group() -> None:
+    """Wait for every rank (rank 0 may still be exporting), then close the process group.
+
+    Lightning closes only NCCL groups at exit; a gloo group (CPU DDP) left to the interpreter's
+    shutdown can abort a rank ("terminate called without an active exception"), and Lightning
+    then kills the others, so a finished run would exit non-zero.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def evaluate_final(
