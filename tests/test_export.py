@@ -131,6 +131,42 @@ def test_a_tanh_output_net_loads_and_exports_with_parity(tmp_path):
         torch.testing.assert_close(load_backend(path)(images), expected.clamp(0, 1), rtol=1e-4, atol=1e-4)
 
 
+def test_an_antialiased_net_loads_exports_and_tiles_with_parity(tmp_path):
+    """``model.antialias=true`` travels in the checkpoint's model config: stylize, tiling and every
+    export rebuild the anti-aliased net (blur, bilinear upsampling), dynamic in size."""
+    from fast_style.infer.stylizer import Stylizer
+    from fast_style.infer.tiling import stylize_tiled
+    from fast_style.model.networks import TransformerNet
+
+    torch.manual_seed(0)
+    net = TransformerNet(8, 1, output="tanh", antialias=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.2 * torch.randn_like(p))  # away from the identity-like init: the blur matters
+    ckpt = tmp_path / "final.ckpt"
+    state = {f"net.{key}": value for key, value in net.state_dict().items()}
+    torch.save({"state_dict": state, "fast_style": {"model": net.config, "style": "starry_night"}}, ckpt)
+    stylizer = load_stylizer(ckpt)
+    assert stylizer.net.config["antialias"] is True
+    images = torch.rand(2, 3, 37, 53)
+    with torch.inference_mode():
+        expected = stylizer(images)
+        plain = TransformerNet(8, 1, output="tanh")
+        plain.load_state_dict(net.state_dict())
+        assert float((Stylizer(plain.eval())(images) - expected).abs().mean()) > 1e-3  # not the plain net
+        photo = torch.rand(3, 90, 130)
+        untiled = stylizer(photo[None])[0]
+        tiled = stylize_tiled(stylizer, stylizer, photo, 64, blend=16)
+        assert float((tiled - untiled).abs().max()) < 1e-3  # the context covers the blurs' extra reach
+    written = export_checkpoint(ckpt, ["onnx", "torchscript"], log=lambda line: None)
+    for path in written.values():
+        for shape in [(2, 3, 37, 53), (1, 3, 8, 5)]:
+            batch = images if shape == tuple(images.shape) else torch.rand(*shape)
+            with torch.inference_mode():
+                reference = stylizer(batch)
+            torch.testing.assert_close(load_backend(path)(batch), reference, rtol=1e-4, atol=1e-4)
+
+
 def test_the_onnx_graph_is_plain_and_opencv_runs_it_with_the_same_result(tmp_path):
     """OpenCV's DNN module (the engine of its fast-style sample) refused the exporter's raw graph:
     int64 ``value_ints`` constants it reads as int32 met the int64 image sizes in a Concat."""

@@ -15,6 +15,8 @@ from fast_style.model.cpu_kernels import (
 )
 from fast_style.model.networks import TransformerNet
 
+from .conftest import skimage_photo
+
 VARIANTS = [
     dict(channels=8, residual_blocks=1),
     dict(channels=16, residual_blocks=3),
@@ -253,3 +255,47 @@ def test_channels_last_bf16_autocast_matches_fp32():
         y = net_cl(x.contiguous(memory_format=torch.channels_last))
     assert y.dtype == torch.bfloat16
     assert (y.float() - expected).abs().mean() < 0.02 * expected.abs().mean()
+
+
+def _shift_error(net: TransformerNet, photo: torch.Tensor, shift: float) -> float:
+    """Mean |f(move(x)) - move(f(x))| away from the borders, for a sub-pixel move (bicubic)."""
+    from fast_style.model.stability import affine_positions, warp
+
+    _, _, height, width = photo.shape
+    positions = affine_positions(torch.zeros(1), torch.ones(1), torch.tensor([[shift, shift]]), height, width)
+    with torch.no_grad():
+        moved, _ = warp(photo, positions, mode="bicubic", padding="border")
+        stylized_moved, _ = warp(net(photo), positions, mode="bicubic", padding="border")
+        return float((net(moved) - stylized_moved)[..., 12:-12, 12:-12].abs().mean())
+
+
+def test_antialias_keeps_the_parameters_and_follows_sub_pixel_motion_more_closely():
+    """``antialias=True`` blurs before the stride-2 convs and upsamples bilinearly: the same
+    state-dict keys (a plain net's weights load into it) and, with the same weights, an output that
+    follows a half-pixel move of the photo more closely than the plain net's (which aliases)."""
+    torch.manual_seed(0)
+    plain, smooth = TransformerNet(8, 1, output="tanh"), TransformerNet(8, 1, output="tanh", antialias=True)
+    assert "antialias" not in plain.config and smooth.config["antialias"] is True
+    assert plain.state_dict().keys() == smooth.state_dict().keys()
+    smooth.load_state_dict(plain.state_dict())
+    photo = torch.from_numpy(skimage_photo("chelsea")[100:196, 150:246].copy()).permute(2, 0, 1)[None] / 255.0
+    plain_error, smooth_error = (_shift_error(net.eval(), photo, 0.5) for net in (plain, smooth))
+    assert smooth_error < 0.6 * plain_error, (plain_error, smooth_error)
+    for size in [(5, 7), (33, 47)]:  # odd and tiny sizes as the plain net
+        assert smooth(torch.rand(2, 3, *size)).shape == (2, 3, *size)
+    blur = smooth.encoder[1][0]
+    x = torch.rand(1, 8, 16, 16)
+    assert blur(x).shape == (1, 8, 18, 18)  # pads like the ReflectionPad2d(1) it stands for
+    flat = torch.full((1, 8, 6, 6), 0.3)
+    torch.testing.assert_close(blur(flat), torch.full((1, 8, 8, 8), 0.3))  # a blur keeps flat areas
+
+
+def test_antialiased_fast_kernels_match_the_plain_layers_under_bf16():
+    torch.manual_seed(1)
+    net = TransformerNet(8, 1, antialias=True)
+    fast = use_fast_kernels(TransformerNet(8, 1, antialias=True), True)
+    fast.load_state_dict(net.state_dict())
+    x = torch.rand(2, 3, 36, 44)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fast.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got.float(), net(x), rtol=0.05, atol=0.05)

@@ -157,6 +157,9 @@ class ModelConfig:
     # New nets default to tanh (docs/quality.md: a linear output paints out-of-range values the loss
     # rewards and clamping turns dark); checkpoints without the key were linear and stay so.
     output: str = choice("tanh", ("linear", "tanh"))
+    # Blur before the stride-2 convs and upsample bilinearly: strokes follow sub-pixel motion
+    # (steadier video, docs/video.md). Off: the published net.
+    antialias: bool = False
 
 
 @dataclass

@@ -42,9 +42,12 @@ def context_pixels(net: TransformerNet) -> int:
 
     9x9 conv (4) + stride-2 3x3 (1) + stride-2 3x3 at 1/2 (2) + two 3x3 per residual block at 1/4
     (8 each) + nearest upsample and 3x3 at 1/2 (4) + 3x3 at 1/1 (1) + 9x9 (4), plus 8 spare
-    pixels for the reflection padding at tile borders.
+    pixels for the reflection padding at tile borders. An anti-aliased net's blurs (one pixel at
+    1/1 and at 1/2) and bilinear upsamples (one pixel at 1/4 and at 1/2) add 1 + 2 + 4 + 2.
     """
     radius = 4 + 1 + 2 + 8 * net.config["residual_blocks"] + 4 + 1 + 4 + 8
+    if net.config.get("antialias", False):
+        radius += 1 + 2 + 4 + 2
     return ALIGN * math.ceil(radius / ALIGN)
 
 

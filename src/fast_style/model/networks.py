@@ -6,6 +6,12 @@ Changes from the paper, all standard by now:
   no checkerboard artifacts (Odena et al. 2016);
 - reflection padding everywhere instead of zeros: no dark or bright frame at the borders.
 
+``antialias=True`` (off by default) low-passes before each stride-2 convolution and upsamples
+bilinearly instead of nearest (Zhang 2019, "Making Convolutional Networks Shift-Invariant Again"):
+a stride-2 stage aliases every detail finer than two pixels, so a sub-pixel move of the photo
+repaints the strokes instead of moving them, which is what makes a stylized video flicker
+(docs/video.md). Same parameters and state-dict keys as the plain net.
+
 Plain ``torch.nn`` layers only. Training and ``stylize.py`` swap in CPU fast versions of three of
 them (same parameters, same state-dict keys): see ``fast_style.model.cpu_kernels``.
 
@@ -82,8 +88,32 @@ def _norm(channels: int, num_styles: int) -> nn.Module:
     return ConditionalInstanceNorm2d(channels, num_styles)
 
 
+class BlurReflectionPad2d(nn.Module):
+    """Reflection pad by ``padding`` after a [1, 2, 1] x [1, 2, 1] / 16 blur of each channel.
+
+    ``(B, C, H, W)`` -> ``(B, C, H + 2p, W + 2p)``. Stands where ``ConvNormAct``'s pad stands, so an
+    anti-aliased stride-2 stage keeps the plain one's state-dict keys (the kernel is a fixed,
+    unsaved buffer). The blur itself reflects at the borders: no dark frame.
+    """
+
+    def __init__(self, channels: int, padding: int) -> None:
+        super().__init__()
+        self.padding = padding
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :]) / 16.0
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding + 1
+        x = F.pad(x, (p, p, p, p), mode="reflect")
+        return F.conv2d(x, self.kernel.to(x.dtype), groups=self.kernel.shape[0])
+
+
 class ConvNormAct(StyledSequential):
-    """Reflection pad -> conv -> instance norm -> ReLU (norm and ReLU optional)."""
+    """Reflection pad -> conv -> instance norm -> ReLU (norm and ReLU optional).
+
+    ``blur=True``: blur the input before the conv (``BlurReflectionPad2d``), for stride 2.
+    """
 
     def __init__(
         self,
@@ -94,9 +124,11 @@ class ConvNormAct(StyledSequential):
         norm: bool = True,
         relu: bool = True,
         num_styles: int = 1,
+        blur: bool = False,
     ) -> None:
+        pad = BlurReflectionPad2d(in_channels, kernel_size // 2) if blur else nn.ReflectionPad2d(kernel_size // 2)
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(kernel_size // 2),
+            pad,
             # A bias before instance norm is subtracted right away with the mean: leave it out
             # (its gradient is zero, so it would only collect rounding noise).
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=not norm),
@@ -124,11 +156,19 @@ class ResidualBlock(nn.Module):
 
 
 class UpsampleConv(StyledSequential):
-    """Nearest x2 upsample then a stride-1 ConvNormAct (instead of a transposed conv)."""
+    """x2 upsample (nearest, or bilinear when ``smooth``) then a stride-1 ConvNormAct (instead of a
+    transposed conv)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, num_styles: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, num_styles: int = 1, smooth: bool = False
+    ) -> None:
+        upsample = (
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            if smooth
+            else nn.Upsample(scale_factor=2, mode="nearest")
+        )
         super().__init__(
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            upsample,
             ConvNormAct(in_channels, out_channels, kernel_size, num_styles=num_styles),
         )
 
@@ -143,7 +183,7 @@ OUTPUT_SCALE = 150 / 255
 OUTPUTS = ("linear", "tanh")
 # What a config key means when a net leaves it out (TransformerNet.config keeps only non-defaults, so
 # checkpoints and exports from before a key existed read the same).
-OMITTED_DEFAULTS = {"num_styles": 1, "output": "linear"}
+OMITTED_DEFAULTS = {"num_styles": 1, "output": "linear", "antialias": False}
 
 
 def full_config(config: dict) -> dict:
@@ -162,10 +202,17 @@ class TransformerNet(nn.Module):
             conditional instance norm, ``forward`` then needs ``style_weights``).
         output: ``linear`` (pytorch/examples: the last conv's values, unbounded) or ``tanh``
             (``0.5 + OUTPUT_SCALE * tanh``: within [-0.09, 1.09], as jcjohnson's and lengstrom's nets).
+        antialias: blur before the two stride-2 convs and upsample bilinearly (see the module
+            docstring): strokes follow sub-pixel motion more closely, for video. Same parameters.
     """
 
     def __init__(
-        self, channels: int = 32, residual_blocks: int = 5, num_styles: int = 1, output: str = "linear"
+        self,
+        channels: int = 32,
+        residual_blocks: int = 5,
+        num_styles: int = 1,
+        output: str = "linear",
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         output = str(output).lower()
@@ -179,19 +226,21 @@ class TransformerNet(nn.Module):
             self.config["num_styles"] = int(num_styles)
         if output != "linear":  # likewise: nets from before this option have no "output" key
             self.config["output"] = output
+        if antialias:  # likewise
+            self.config["antialias"] = True
         self.bounded = output == "tanh"
         self.output_scale = OUTPUT_SCALE  # an attribute: TorchScript cannot read module globals
         self.num_styles = int(num_styles)
         c, s = channels, num_styles
         self.encoder = StyledSequential(
             ConvNormAct(3, c, 9, num_styles=s),
-            ConvNormAct(c, 2 * c, 3, stride=2, num_styles=s),
-            ConvNormAct(2 * c, 4 * c, 3, stride=2, num_styles=s),
+            ConvNormAct(c, 2 * c, 3, stride=2, num_styles=s, blur=antialias),
+            ConvNormAct(2 * c, 4 * c, 3, stride=2, num_styles=s, blur=antialias),
         )
         self.residuals = StyledSequential(*(ResidualBlock(4 * c, num_styles=s) for _ in range(residual_blocks)))
         self.decoder = StyledSequential(
-            UpsampleConv(4 * c, 2 * c, num_styles=s),
-            UpsampleConv(2 * c, c, num_styles=s),
+            UpsampleConv(4 * c, 2 * c, num_styles=s, smooth=antialias),
+            UpsampleConv(2 * c, c, num_styles=s, smooth=antialias),
             ConvNormAct(c, 3, 9, norm=False, relu=False),
         )
 
