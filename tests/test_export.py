@@ -112,6 +112,13 @@ def test_a_channels_last_stylizer_exports_and_stays_as_it_was(tmp_path):
     torch.testing.assert_close(load_backend(written["onnx"])(images), expected, rtol=1e-3, atol=1e-3)
 
 
+def save_net_checkpoint(net, path):
+    """A minimal training checkpoint of ``net`` (its weights and model config) at ``path``."""
+    state = {f"net.{key}": value for key, value in net.state_dict().items()}
+    torch.save({"state_dict": state, "fast_style": {"model": net.config, "style": "starry_night"}}, path)
+    return path
+
+
 def test_a_tanh_output_net_loads_and_exports_with_parity(tmp_path):
     """``model.output=tanh`` travels in the checkpoint's model config: stylize and every export
     rebuild the bounded net, not a linear one."""
@@ -119,9 +126,7 @@ def test_a_tanh_output_net_loads_and_exports_with_parity(tmp_path):
 
     torch.manual_seed(0)
     net = TransformerNet(8, 1, output="tanh")
-    ckpt = tmp_path / "final.ckpt"
-    state = {f"net.{key}": value for key, value in net.state_dict().items()}
-    torch.save({"state_dict": state, "fast_style": {"model": net.config, "style": "starry_night"}}, ckpt)
+    ckpt = save_net_checkpoint(net, tmp_path / "final.ckpt")
     images = torch.rand(2, 3, 37, 53)
     with torch.inference_mode():
         expected = net.eval()(torch.nn.functional.pad(images, (8, 8, 8, 8), mode="replicate"))[..., 8:-8, 8:-8]
@@ -143,9 +148,7 @@ def test_an_antialiased_net_loads_exports_and_tiles_with_parity(tmp_path):
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.2 * torch.randn_like(p))  # away from the identity-like init: the blur matters
-    ckpt = tmp_path / "final.ckpt"
-    state = {f"net.{key}": value for key, value in net.state_dict().items()}
-    torch.save({"state_dict": state, "fast_style": {"model": net.config, "style": "starry_night"}}, ckpt)
+    ckpt = save_net_checkpoint(net, tmp_path / "final.ckpt")
     stylizer = load_stylizer(ckpt)
     assert stylizer.net.config["antialias"] is True
     images = torch.rand(2, 3, 37, 53)
