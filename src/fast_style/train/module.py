@@ -23,6 +23,20 @@ class NonFiniteLossError(FastStyleError):
     """A loss term became NaN or infinite; the message names the step and the term."""
 
 
+def _use_safe_cpu_vector_width() -> None:
+    """Have Inductor's CPU code generator use 256-bit vectors (AVX2) unless the user chose a width.
+
+    With torch 2.14.1 on an Intel Xeon with AMX, the 512-bit kernels Inductor generates for the
+    transformer net's bf16 backward return NaN gradients from the second residual block down
+    (eager is finite, and so is each block compiled on its own); 256-bit kernels are exact. Only CPU
+    kernels are affected: GPUs compile through Triton.
+    """
+    import torch._inductor.config as inductor_config
+
+    if inductor_config.cpp.simdlen is None:
+        inductor_config.cpp.simdlen = 256
+
+
 class StyleTransferModule(pl.LightningModule):
     """Johnson-style training.
 
@@ -86,6 +100,8 @@ class StyleTransferModule(pl.LightningModule):
         # What runs the forward passes: the modules themselves or torch.compile wrappers sharing
         # their parameters. Set through __dict__ so the wrappers are not registered as submodules
         # (their "_orig_mod." keys would double every checkpoint).
+        if compile:
+            _use_safe_cpu_vector_width()
         self.__dict__["_net_fn"] = torch.compile(self.net) if compile else self.net
         self.__dict__["_loss_fn"] = torch.compile(self.loss) if compile else self.loss
 
