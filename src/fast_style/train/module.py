@@ -97,11 +97,11 @@ class StyleTransferModule(pl.LightningModule):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.loss.to(memory_format=torch.channels_last)
+        if compile:
+            _use_safe_cpu_vector_width()
         # What runs the forward passes: the modules themselves or torch.compile wrappers sharing
         # their parameters. Set through __dict__ so the wrappers are not registered as submodules
         # (their "_orig_mod." keys would double every checkpoint).
-        if compile:
-            _use_safe_cpu_vector_width()
         self.__dict__["_net_fn"] = torch.compile(self.net) if compile else self.net
         self.__dict__["_loss_fn"] = torch.compile(self.loss) if compile else self.loss
 
