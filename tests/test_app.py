@@ -169,6 +169,32 @@ def test_nothing_uploaded_is_kept(app, client, cat):
     assert kept and all(p.name == "stylized.png" for p in kept), kept  # results only, no "cat.png"
 
 
+def test_upload_folders_are_swept_once_empty_for_a_while(app, tmp_path):
+    """Emptied upload folders are not removed at once (a concurrent upload of the same photo
+    would be moving its file in), only once they have been empty for ``keep_s``."""
+    import os
+    import time
+
+    from fast_style.webapp.ui import UploadReader
+
+    reader = UploadReader(app.service, tmp_path, keep_s=600)
+    now = time.time()
+    stale, fresh, full = (tmp_path / name for name in ("a" * 64, "b" * 64, "c" * 64))
+    for folder in (stale, fresh, full):
+        folder.mkdir()
+    (full / "photo.png").write_bytes(b"x")
+    for folder in (stale, full):
+        os.utime(folder, (now - 3600, now - 3600))
+    reader.sweep_empty_folders(now)
+    assert not stale.exists() and fresh.is_dir() and (full / "photo.png").is_file()
+    stale.mkdir()
+    os.utime(stale, (now - 3600, now - 3600))
+    reader.sweep_empty_folders(now + 30)  # at most one sweep a minute
+    assert stale.is_dir()
+    reader.sweep_empty_folders(now + 601)
+    assert not stale.exists() and not fresh.exists() and full.is_dir()
+
+
 def test_a_login_is_required_when_auth_is_set(models, cat, tmp_path):
     from fast_style.webapp.ui import serve
 

@@ -70,6 +70,10 @@ def guarded(function: Callable) -> Callable:
     return wrapper
 
 
+# Held while a result folder is created and filled, and while empty folders are swept.
+_FOLDER_LOCK = threading.Lock()
+
+
 class UploadReader:
     """Replaces ``gr.Image.preprocess``: the uploaded file (or data URL) -> RGB PIL image.
 
@@ -78,12 +82,18 @@ class UploadReader:
     uploads of the same photo (a second click on "Stylize", or two visitors) share one path: the
     bytes of the last few uploads stay in memory, keyed by that path, for ``keep_s`` seconds,
     so that the second request finds them after the first one deleted the file.
+
+    The emptied ``<sha256>/`` folders stay until they have been empty for ``keep_s`` seconds (a
+    sweep at most once a minute removes them): Gradio's upload route creates a photo's folder and
+    then moves the file into it, so removing the folder at once raced with a concurrent upload of
+    the same photo (its move failed: a 500 and a stray temporary file).
     """
 
     def __init__(self, service: StyleService, upload_root: Path, keep_s: float, entries: int = 8) -> None:
         self.service, self.upload_root, self.keep_s, self.entries = service, upload_root, keep_s, entries
         self._recent: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
 
     def _remember(self, key: str, data: bytes) -> None:
         with self._lock:
@@ -113,9 +123,25 @@ class UploadReader:
         finally:
             if path.resolve().is_relative_to(self.upload_root):
                 path.unlink(missing_ok=True)  # nothing uploaded stays on disk
-                _remove_empty(path.parent, self.upload_root)
+                self.sweep_empty_folders()
         self._remember(key, data)
         return data
+
+    def sweep_empty_folders(self, now: float | None = None) -> None:
+        """Remove the upload root's subfolders that have been empty for over ``keep_s`` seconds
+        (their modification time is when their last file went); runs at most once a minute."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + 60
+        with _FOLDER_LOCK:  # result_output fills its folders under the same lock
+            for folder in self.upload_root.iterdir():
+                try:
+                    if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < now - self.keep_s:
+                        folder.rmdir()
+                except OSError:
+                    pass  # not empty, or already gone
 
     def __call__(self, payload: Any) -> Any:
         if payload is None:
@@ -138,14 +164,6 @@ class UploadReader:
             raise _user_error(str(exc)) from None
         except OSError as exc:
             raise _user_error(f"cannot read the upload ({type(exc).__name__}): send it again") from None
-
-
-def _remove_empty(folder: Path, root: Path) -> None:
-    try:
-        if folder.resolve() != root and folder.resolve().is_relative_to(root):
-            folder.rmdir()
-    except OSError:
-        pass  # not empty, or already gone
 
 
 def image_input(reader: UploadReader, **kwargs: Any) -> gr.Image:
@@ -186,15 +204,16 @@ def result_output(cache_dir: Path, **kwargs: Any) -> gr.Image:
         value.save(buffer, format="PNG")
         data = buffer.getvalue()
         folder = cache_dir / hashlib.sha256(data).hexdigest()
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / "stylized.png"
-        if target.exists():
-            os.utime(target)  # results are deleted by age: this one was just handed out again
-        else:
-            fd, temp = tempfile.mkstemp(dir=folder, prefix=".stylized.", suffix=".png")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, target)
+        with _FOLDER_LOCK:  # the upload sweep must not remove the folder before the file is in
+            folder.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                os.utime(target)  # results are deleted by age: this one was just handed out again
+            else:
+                fd, temp = tempfile.mkstemp(dir=folder, prefix=".stylized.", suffix=".png")
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(temp, target)
         return ImageData(path=str(target), orig_name=target.name)
 
     component.postprocess = postprocess  # type: ignore[method-assign]
