@@ -4,7 +4,9 @@ uploads answered with a message, concurrent requests, models chosen by name only
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -172,9 +174,6 @@ def test_nothing_uploaded_is_kept(app, client, cat):
 def test_upload_folders_are_swept_once_empty_for_a_while(app, tmp_path):
     """Emptied upload folders are not removed at once (a concurrent upload of the same photo
     would be moving its file in), only once they have been empty for ``keep_s``."""
-    import os
-    import time
-
     from fast_style.webapp.ui import UploadReader
 
     reader = UploadReader(app.service, tmp_path, keep_s=600)
