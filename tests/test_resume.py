@@ -265,10 +265,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, needs_pain
     order, crops) all restored; without RNGState the weights differ by ~0.05.
     """
     photos = write_crops(tmp_path / "photos", ("astronaut", "coffee"), per_photo=4)  # 8 photos = 4 steps/epoch
-    scheduler = (
-        "scheduler={_target_:fast_style.train.module.lr_warmup_cosine,_partial_:true,warmup_steps:3,total_steps:12}"
-    )
-    overrides = [*fast_overrides(photos, steps=12, every=4), scheduler, "logger=none"]
+    # total_steps pinned: the stopped run's trainer.max_steps=4 must not shorten the schedule
+    scheduler = ["scheduler=cosine", "scheduler.warmup_steps=3", "scheduler.total_steps=12"]
+    overrides = [*fast_overrides(photos, steps=12, every=4), *scheduler, "logger=none"]
     train(compose_train(overrides, tmp_path / "straight"))
     train(compose_train([*overrides, "trainer.max_steps=4"], tmp_path / "stopped"))
     train(compose_train([*overrides, "resume=true"], tmp_path / "stopped"))

@@ -7,6 +7,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -189,3 +191,14 @@ def test_bad_invocations_fail_with_one_line(photos_dir, tmp_path):
         assert result.returncode == 2, (name, line)
     assert not out.exists()  # rejected before Hydra created a run folder
     assert not (tmp_path / "o.png").exists()
+
+
+def test_cosine_schedule_follows_max_steps_and_refuses_epoch_training(photos_dir, tmp_path):
+    base = [*tiny_train_overrides(photos_dir), "scheduler=cosine"]
+    cfg = validate(compose_train([*base, "trainer.max_steps=300", "scheduler.warmup_steps=20"], tmp_path))
+    schedule = instantiate(cfg.scheduler)(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0))
+    factors = [schedule.lr_lambdas[0](step) for step in (0, 19, 20, 160, 300, 400)]
+    assert factors[0] < factors[1] == factors[2] == 1.0  # warm-up, then the full LR
+    assert factors[2] > factors[3] > factors[4] == pytest.approx(cfg.scheduler.min_ratio) == factors[5]
+    with pytest.raises(FastStyleError, match="total_steps=-1 must exceed warmup_steps=100.*trainer.max_steps"):
+        validate(compose_train([*base, "trainer.max_steps=-1", "trainer.max_epochs=2"], tmp_path))

@@ -372,6 +372,13 @@ class TrainConfig:
                 "export.formats=[...,openvino] takes one style per model: drop openvino, then bake one style "
                 "with python scripts/export.py ckpt=<final.ckpt> style=<name> formats=[openvino]"
             )
+        scheduler = node.get("scheduler") or {}
+        if "total_steps" in scheduler and not 0 <= scheduler.get("warmup_steps", 0) < scheduler["total_steps"]:
+            # scheduler=cosine decays over trainer.max_steps, which is -1 when training by epochs
+            node.error(
+                f"scheduler total_steps={scheduler['total_steps']} must exceed warmup_steps="
+                f"{scheduler.get('warmup_steps', 0)} (>= 0): set trainer.max_steps or scheduler.total_steps"
+            )
         weights = node.get("loss.style_layer_weights")
         layers = node.get("perceptual.style_layers")
         if weights is not None and (len(weights) != len(layers) or min(weights) < 0 or not any(weights)):
