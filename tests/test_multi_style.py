@@ -135,6 +135,24 @@ def test_styles_key_is_checked_before_torch(photos_dir, tmp_path):
         load_config("train", [*base, "train_only=norms"])
     cfg = load_config("train", [*base, "styles=[wave,udnie]"])
     assert list(cfg.styles) == ["wave", "udnie"]
+    with pytest.raises(FastStyleError, match=r"use 2 numbers > 0, one per styles entry \(wave, udnie\)"):
+        load_config("train", [*base, "styles=[wave,udnie]", "style_weight_factors=[0.5]"])
+    with pytest.raises(FastStyleError, match="use 2 numbers > 0"):
+        load_config("train", [*base, "styles=[wave,udnie]", "style_weight_factors=[0.5,0]"])
+    with pytest.raises(FastStyleError, match="style_weight_factors is for styles=.*style.style_weight_factor="):
+        load_config("train", [*base, "style_weight_factors=[2]"])
+
+
+def test_style_weight_factors_replace_each_styles_own_factor(photos_dir, tmp_path, needs_styles):
+    from fast_style.train.training import build_module
+
+    overrides = [*tiny_train_overrides(photos_dir), "model.channels=4", "model.residual_blocks=1"]
+    # udnie's config has style_weight_factor 5, wave's 1
+    own = build_module(compose_train([*overrides, "styles=[wave,udnie]"], tmp_path))
+    assert own.loss.style_factors.tolist() == [1.0, 5.0]
+    given = build_module(compose_train([*overrides, "styles=[wave,udnie]", "style_weight_factors=[2,0.5]"], tmp_path))
+    assert given.loss.style_factors.tolist() == [2.0, 0.5]
+    assert given.loss.style_weight == own.loss.style_weight  # the factors scale per style, not the whole term
 
 
 def test_train_two_styles_then_add_a_third_with_norms_only(photos_dir, tmp_path, needs_styles):

@@ -266,7 +266,7 @@ def trained_paintings(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from fast_style.config.schema import StyleConfig
     from fast_style.config.style_set import style_set
 
-    return {s["name"]: s for s in style_set(config.get("styles"), StyleConfig)}
+    return {s["name"]: s for s in style_set(config.get("styles"), StyleConfig, config.get("style_weight_factors"))}
 
 
 def model_styles(

@@ -352,6 +352,9 @@ class TrainConfig:
     # Several styles in one net (conditional instance norm): built-in style names or painting paths.
     # null: the single style of style=. Each keeps its own size and style_weight_factor.
     styles: list[str] | None = None
+    # One factor per styles entry, in order, replacing each style's own style_weight_factor:
+    # styles=[starry_night,wave] style_weight_factors=[0.5,1] (docs/multi_style.md measures why).
+    style_weight_factors: list[float] | None = None
     # A checkpoint (single- or multi-style) to start from: its weights, matched by style name.
     init_from: str | None = existing(None, "file", "pass the final.ckpt of a trained net")
     # all: train every weight; norms: only the per-style scales and shifts of the styles that
@@ -362,7 +365,8 @@ class TrainConfig:
     def cross_check(node: Node) -> None:
         from fast_style.config.style_set import style_set
 
-        styles = style_set(node.get("styles"), StyleConfig)  # unknown entries and repeated names are one line each
+        # unknown entries, repeated names and factors that do not match the styles are one line each
+        styles = style_set(node.get("styles"), StyleConfig, node.get("style_weight_factors"))
         if node.get("styles") is not None and len(styles) < 2:
             node.fail("styles", node.get("styles"), "a list of at least 2 styles (for one: style=<name>)")
         if node.get("train_only") == "norms" and not (node.get("init_from") and styles):

@@ -38,14 +38,30 @@ def style_entry(entry: str, schema: type) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.merge(base, node), resolve=True)
 
 
-def style_set(entries: list[str] | None, schema: type) -> list[dict[str, Any]]:
+def style_set(entries: list[str] | None, schema: type, factors: list[Any] | None = None) -> list[dict[str, Any]]:
     """Every entry's style config (``schema``: ``StyleConfig``), in order; names must differ
-    (they label the styles)."""
+    (they label the styles). ``factors`` (``style_weight_factors``: one number > 0 per entry)
+    replace the styles' own ``style_weight_factor``, so a built-in style can take another weight
+    in one multi-style net without a config file of its own."""
     configs = [style_entry(e, schema) for e in entries or ()]
     names = [c["name"] for c in configs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise FastStyleError(f"styles names {', '.join(repeated)} more than once: list each style once")
+    if factors is not None and not configs:
+        raise FastStyleError(
+            "style_weight_factors is for styles=[...]: drop it, and weigh one style with style.style_weight_factor="
+        )
+    if factors is not None:
+        numbers = all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)
+        if len(factors) != len(configs) or not numbers:
+            shown = "[" + ",".join(map(str, factors)) + "]"
+            raise FastStyleError(
+                f"style_weight_factors={shown} is not allowed: use {len(configs)} numbers > 0, one per styles entry "
+                f"({', '.join(names)})"
+            )
+        for config, factor in zip(configs, factors, strict=True):
+            config["style_weight_factor"] = float(factor)
     return configs
 
 

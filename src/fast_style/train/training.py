@@ -38,7 +38,8 @@ from fast_style.train.styles import load_style_image
 
 
 def build_module(cfg: DictConfig) -> StyleTransferModule:
-    styles = style_set(cfg.get("styles"), StyleConfig)  # [] for the single style of style=
+    # [] for the single style of style=; style_weight_factors replace the styles' own factors
+    styles = style_set(cfg.get("styles"), StyleConfig, cfg.get("style_weight_factors"))
     names = [style["name"] for style in styles]
     if styles:  # one net, several styles: conditional instance norm (one scale and shift per style)
         net = instantiate(cfg.model, num_styles=len(styles))
@@ -227,7 +228,7 @@ def evaluate_final(
         return
     config = OmegaConf.to_container(cfg, resolve=True)
     full = copy.deepcopy(module.net).float().to(memory_format=torch.contiguous_format).cpu()
-    styles = style_set(cfg.get("styles"), StyleConfig)
+    styles = style_set(cfg.get("styles"), StyleConfig, cfg.get("style_weight_factors"))
     flat, report = {}, {}
     # A multi-style net: each style baked and measured against its own painting (eval/<style>/...).
     for index, style in enumerate(styles or [None]):
