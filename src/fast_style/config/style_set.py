@@ -48,20 +48,20 @@ def style_set(entries: list[str] | None, schema: type, factors: list[Any] | None
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise FastStyleError(f"styles names {', '.join(repeated)} more than once: list each style once")
-    if factors is not None and not configs:
+    if factors is None:
+        return configs
+    if not configs:
         raise FastStyleError(
             "style_weight_factors is for styles=[...]: drop it, and weigh one style with style.style_weight_factor="
         )
-    if factors is not None:
-        numbers = all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)
-        if len(factors) != len(configs) or not numbers:
-            shown = "[" + ",".join(map(str, factors)) + "]"
-            raise FastStyleError(
-                f"style_weight_factors={shown} is not allowed: use {len(configs)} numbers > 0, one per styles entry "
-                f"({', '.join(names)})"
-            )
-        for config, factor in zip(configs, factors, strict=True):
-            config["style_weight_factor"] = float(factor)
+    if len(factors) != len(configs) or not all(f > 0 for f in factors):  # numbers: the schema types them
+        shown = "[" + ",".join(map(str, factors)) + "]"
+        raise FastStyleError(
+            f"style_weight_factors={shown} is not allowed: use {len(configs)} numbers > 0, one per styles entry "
+            f"({', '.join(names)})"
+        )
+    for config, factor in zip(configs, factors, strict=True):
+        config["style_weight_factor"] = float(factor)
     return configs
 
 
