@@ -299,3 +299,13 @@ def test_antialiased_fast_kernels_match_the_plain_layers_under_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = fast.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got.float(), net(x), rtol=0.05, atol=0.05)
+
+
+def test_native_bf16_detection_follows_the_cpu_flags(monkeypatch):
+    """x86: AVX512-BF16 or AMX is native bf16, AVX2 alone is not (what the training warning uses)."""
+    cpu = cpu_kernels.torch.cpu
+    monkeypatch.setattr(cpu, "_is_avx2_supported", lambda: True)
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert cpu_kernels.cpu_has_native_bf16() is native

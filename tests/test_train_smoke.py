@@ -97,3 +97,20 @@ def test_bad_stylize_input(tmp_path):
     )
     assert_one_line_error(missing_input, "nope.jpg")
     assert not (tmp_path / "o.png").exists()
+
+
+def test_bf16_on_a_cpu_that_only_emulates_it_gets_a_one_line_warning(monkeypatch):
+    """An AVX2-only CPU emulates bf16 (a training step about 14x slower than fp32): training keeps
+    the precision asked for but says so and names the fix; native-bf16 CPUs and fp32 get nothing."""
+    from fast_style.train import training
+
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    warning = training.slow_precision_warning("bf16-mixed", "auto")
+    assert warning is not None and "trainer.precision=32" in warning and "\n" not in warning
+    assert training.slow_precision_warning("bf16-mixed", "cpu") == warning
+    assert training.slow_precision_warning("32", "auto") is None
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: True)
+    assert training.slow_precision_warning("bf16-mixed", "auto") is None  # trains on the GPU
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    assert training.slow_precision_warning("bf16-mixed", "cpu") is None

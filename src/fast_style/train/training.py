@@ -22,7 +22,7 @@ from fast_style.files import atomic_write
 from fast_style.images import list_images
 from fast_style.infer.export import export_checkpoint
 from fast_style.infer.stylizer import Stylizer
-from fast_style.model.cpu_kernels import use_fast_kernels
+from fast_style.model.cpu_kernels import cpu_has_native_bf16, use_fast_kernels
 from fast_style.model.networks import TransformerNet, full_config
 from fast_style.model.perceptual import PerceptualLoss
 from fast_style.model.stability import stability_from_config
@@ -127,9 +127,24 @@ def initialize_from(net: TransformerNet, path: str, names: list[str]) -> list[in
     return new
 
 
+def slow_precision_warning(precision: str, accelerator: str) -> str | None:
+    """A one-line warning when ``precision`` is bf16 on a CPU that only emulates it (14x slower
+    than fp32 on an AVX2-only CPU, docs/performance.md); None where it is fine. Not a silent switch:
+    the user keeps the precision they asked for and learns the fix."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if not (on_cpu and str(precision).startswith("bf16")) or cpu_has_native_bf16():
+        return None
+    return (
+        f"warning: trainer.precision={precision} on a CPU without native bf16 (AVX512-BF16, AMX or Arm BF16) "
+        "is emulated (14x slower than fp32 on an AVX2 CPU): add trainer.precision=32"
+    )
+
+
 def train(cfg: DictConfig) -> float:
     """Train, save ``final.ckpt`` into the run directory, print its path, return the final loss."""
     quiet_lightning()
+    if warning := slow_precision_warning(cfg.trainer.precision, cfg.trainer.accelerator):
+        print(warning, file=sys.stderr)
     run_dir = Path(cfg.run_dir)
     ckpt_path = resume_checkpoint(cfg.ckpt_path, resume_mode(cfg), run_dir)
     if ckpt_path is not None:  # refuse unsafe, truncated or mismatched files before Lightning loads them
