@@ -13,6 +13,7 @@ from PIL import Image
 
 from fast_style.config import CONFIG_DIR
 from fast_style.config.cli import compose
+from fast_style.model.cpu_kernels import cpu_has_native_bf16
 from fast_style.train.styles import cached_style_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,15 +27,8 @@ HELD_OUT_PHOTOS = ("chelsea",)
 STAND_IN_LOSS = ["loss=standin"]
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16, AMX), where bf16 autocast is 3-5x faster
-    than fp32; elsewhere (e.g. AVX2-only CPUs) bf16 is emulated and 10x slower than fp32."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-# Tests train in the fastest precision of the machine they run on; bf16 itself has its own tests.
+# Tests train in the fastest precision of the machine they run on (bf16 where the CPU has bf16
+# instructions, fp32 elsewhere); bf16 itself has its own tests.
 TEST_PRECISION = "bf16-mixed" if cpu_has_native_bf16() else "32"
 
 
