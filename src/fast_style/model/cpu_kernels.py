@@ -46,8 +46,7 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (x86: AVX512-BF16 or AMX; Arm: the BF16
     extension, as oneDNN reports it). Without it bf16 is emulated: a bf16 training step took about
     14x as long as an fp32 one on an AVX2-only AMD EPYC (docs/performance.md)."""
-    x86 = torch.cpu._is_avx2_supported()
-    if x86:
+    if torch.cpu._is_avx2_supported():  # an x86 CPU: its bf16 instructions are these two
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else False
