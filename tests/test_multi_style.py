@@ -155,6 +155,44 @@ def test_style_weight_factors_replace_each_styles_own_factor(photos_dir, tmp_pat
     assert given.loss.style_weight == own.loss.style_weight  # the factors scale per style, not the whole term
 
 
+def test_per_style_layer_weights_are_checked_before_torch(photos_dir):
+    base = [*tiny_train_overrides(photos_dir), "styles=[wave,udnie]"]
+    with pytest.raises(FastStyleError, match="per_style_layer_weights is for styles=.*loss.style_layer_weights="):
+        load_config("train", [*tiny_train_overrides(photos_dir), "per_style_layer_weights=[[1,1,1,1]]"])
+    for bad in (
+        "[[1,1,1,1]]",
+        "[[1,1,1,1],[1,1]]",
+        "[[1,1,1,1],[0,0,0,0]]",
+        "[[1,1,1,1],[1,-1,1,1]]",
+        "[[1,1,1,1],[1,a,1,1]]",
+    ):
+        with pytest.raises(
+            FastStyleError, match=r"per_style_layer_weights=.*use 2 entries, one per styles entry \(wave, udnie\)"
+        ):
+            load_config("train", [*base, f"per_style_layer_weights={bad}"])
+    cfg = load_config("train", [*base, "per_style_layer_weights=[[8,1,0.5,0.25],null]"])
+    assert list(cfg.per_style_layer_weights[0]) == [8, 1, 0.5, 0.25] and cfg.per_style_layer_weights[1] is None
+
+
+def test_per_style_layer_weights_give_each_style_its_own_row(photos_dir, tmp_path, needs_styles):
+    from fast_style.train.training import build_module
+
+    overrides = [
+        *tiny_train_overrides(photos_dir),
+        "model.channels=4",
+        "model.residual_blocks=1",
+        "styles=[wave,udnie]",
+    ]
+    shared = build_module(compose_train([*overrides, "loss.style_layer_weights=[4,3,2,1]"], tmp_path))
+    assert shared.loss.layer_weight_table.tolist() == [[4, 3, 2, 1], [4, 3, 2, 1]]
+    own = build_module(
+        compose_train(
+            [*overrides, "loss.style_layer_weights=[4,3,2,1]", "per_style_layer_weights=[null,[8,1,0.5,0]]"], tmp_path
+        )
+    )
+    assert own.loss.layer_weight_table.tolist() == [[4, 3, 2, 1], [8, 1, 0.5, 0]]  # null: the shared list
+
+
 def test_train_two_styles_then_add_a_third_with_norms_only(photos_dir, tmp_path, needs_styles):
     first = tmp_path / "two"
     overrides = [*tiny_train_overrides(photos_dir, steps=2, size=32), "model.channels=4", "model.residual_blocks=1"]

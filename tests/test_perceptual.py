@@ -194,6 +194,38 @@ def test_style_layer_weights_scale_each_layer_and_zero_drops_it():
         PerceptualLoss(style, style_layers=layers, weights="random", style_layer_weights=[1, 1, 1])
 
 
+def test_each_sample_meets_its_own_paintings_grams_factor_and_layer_weights():
+    torch.manual_seed(0)
+    paintings = [torch.rand(1, 3, 40, 40), torch.rand(1, 3, 48, 32)]
+    output, photo = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    layers = ("relu1_2", "relu2_2")
+    rows, factors = [[1, 0], [0.5, 2]], [3.0, 1.0]
+
+    def loss_for(style_image, **kwargs):
+        torch.manual_seed(1)  # the same random VGG each time
+        return PerceptualLoss(style_image, style_layers=layers, weights="random", style_weight=1.0, **kwargs)
+
+    with pytest.warns(UserWarning, match="random"):
+        multi = loss_for(paintings, style_layer_weights=rows, style_factors=factors)
+        singles = [
+            loss_for(p, style_layer_weights=r, style_factors=[f])
+            for p, r, f in zip(paintings, rows, factors, strict=True)
+        ]
+        shared = loss_for(paintings, style_layer_weights=[1, 0])  # one list: the same for every style
+        unused = loss_for(paintings, style_layer_weights=[[1, 0], [2, 0]])
+    # Sample 0 in style 0, sample 1 in style 1: the mean of each one's own single-style term.
+    got = multi(output, photo, torch.tensor([0, 1]))["style"]
+    expected = (singles[0](output[:1], photo[:1])["style"] + singles[1](output[1:], photo[1:])["style"]) / 2
+    torch.testing.assert_close(got, expected)
+    assert singles[0](output[:1], photo[:1])["style"] != singles[1](output[1:], photo[1:])["style"]
+    assert shared.layer_weight_table.tolist() == [[1.0, 0.0], [1.0, 0.0]]
+    assert unused.weighted_layers == ["relu1_2"]  # a layer no style weighs is never computed
+    with pytest.raises(FastStyleError, match="3 lists of style layer weights for 2 styles"):
+        PerceptualLoss(paintings, style_layers=layers, weights="random", style_layer_weights=[[1, 1]] * 3)
+    with pytest.raises(FastStyleError, match="3 values for 2 style layers"):
+        PerceptualLoss(paintings, style_layers=layers, weights="random", style_layer_weights=[[1, 1], [1, 1, 1]])
+
+
 def test_pixel_term_is_the_weighted_squared_error_to_the_photo():
     torch.manual_seed(0)
     photo = torch.rand(2, 3, 32, 32)

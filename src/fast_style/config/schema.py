@@ -125,6 +125,16 @@ def openvino_missing(node: Node, what: str) -> None:
 
 
 # -- train.py ----------------------------------------------------------------------------------
+def _layer_weights_ok(weights: Any, layers: int) -> bool:
+    """One style-layer weight list: ``layers`` numbers >= 0, not all 0."""
+    return (
+        isinstance(weights, list)
+        and len(weights) == layers
+        and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights)
+        and any(weights)
+    )
+
+
 @dataclass
 class StyleConfig:
     """The painting: a built-in style (``configs/style/*.yaml``: URL + sha256) or a local file."""
@@ -355,6 +365,11 @@ class TrainConfig:
     # One factor per styles entry, in order, replacing each style's own style_weight_factor:
     # styles=[starry_night,wave] style_weight_factors=[0.5,1] (docs/multi_style.md measures why).
     style_weight_factors: list[float] | None = None
+    # One loss.style_layer_weights list per styles entry, in order (null entries: loss.style_layer_weights),
+    # so each painting keeps its own stroke scale in the shared net (docs/multi_style.md):
+    # styles=[starry_night,the_scream] "per_style_layer_weights=[[8,1,0.5,0.25],[8,1,1,0.5]]".
+    # list[Any]: OmegaConf rejects ints in a typed nested list; cross_check types the numbers.
+    per_style_layer_weights: list[Any] | None = None
     # A checkpoint (single- or multi-style) to start from: its weights, matched by style name.
     init_from: str | None = existing(None, "file", "pass the final.ckpt of a trained net")
     # all: train every weight; norms: only the per-style scales and shifts of the styles that
@@ -385,12 +400,28 @@ class TrainConfig:
             )
         weights = node.get("loss.style_layer_weights")
         layers = node.get("perceptual.style_layers")
-        if weights is not None and (len(weights) != len(layers) or min(weights) < 0 or not any(weights)):
+        if weights is not None and not _layer_weights_ok(weights, len(layers)):
             node.fail(
                 "loss.style_layer_weights",
                 weights,
                 f"null or {len(layers)} numbers >= 0 (not all 0), one per perceptual.style_layers {layers}",
             )
+        per_style = node.get("per_style_layer_weights")
+        if per_style is not None:
+            if not styles:
+                node.error(
+                    "per_style_layer_weights is for styles=[...]: drop it, and weigh one style's layers "
+                    "with loss.style_layer_weights=[...]"
+                )
+            if len(per_style) != len(styles) or not all(
+                row is None or _layer_weights_ok(row, len(layers)) for row in per_style
+            ):
+                node.fail(
+                    "per_style_layer_weights",
+                    per_style,
+                    f"{len(styles)} entries, one per styles entry ({', '.join(s['name'] for s in styles)}), each null "
+                    f"or a list of {len(layers)} numbers >= 0 (not all 0), one per perceptual.style_layers {layers}",
+                )
 
 
 # -- stylize.py and the scripts (the benchmarks declare theirs in scripts/) ----------------------

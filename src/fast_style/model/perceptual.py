@@ -233,7 +233,9 @@ class PerceptualLoss(nn.Module):
 
     ``style_layer_weights`` (one per style layer, default all 1) weigh the layers' Gram errors:
     shallow layers (relu1_2) hold fine texture and colour, deep ones (relu4_3) strokes and
-    shapes, so these weights set the stroke scale. ``pixel_weight`` adds the mean squared error
+    shapes, so these weights set the stroke scale. With several styles it may also be one such
+    list per style (S lists, None for all 1), so each painting keeps its own stroke scale in the
+    shared net. ``pixel_weight`` adds the mean squared error
     between output and photo in pixel space (jcjohnson's ``-pixel_loss_weight``), reported as
     ``"pixel"`` when non-zero.
 
@@ -255,7 +257,7 @@ class PerceptualLoss(nn.Module):
         arch: str = "vgg16",
         weights: str = "imagenet",
         normalize: bool = False,
-        style_layer_weights: Sequence[float] | None = None,
+        style_layer_weights: Sequence[float] | Sequence[Sequence[float]] | None = None,
         pixel_weight: float = 0.0,
         style_factors: Sequence[float] | None = None,
     ) -> None:
@@ -264,19 +266,17 @@ class PerceptualLoss(nn.Module):
         self.style_layers = list(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.pixel_weight = pixel_weight
-        layer_weights = [1.0] * len(self.style_layers) if style_layer_weights is None else list(style_layer_weights)
-        if len(layer_weights) != len(self.style_layers):
-            raise FastStyleError(
-                f"loss.style_layer_weights has {len(layer_weights)} values for {len(self.style_layers)} style layers "
-                f"{self.style_layers}: give one weight per layer"
-            )
-        self.style_layer_weights = dict(zip(self.style_layers, map(float, layer_weights), strict=True))
         self.normalize = normalize
         self.vgg = VGGFeatures(sorted(set(self.content_layers) | set(self.style_layers)), arch, weights)
         # Several styles (a multi-style net): one Gram per painting, stacked (S, C, C); the
         # paintings may differ in size, so each goes through the VGG on its own.
         images = list(style_image) if isinstance(style_image, (list, tuple)) else [style_image]
         self.num_styles = len(images)
+        table = self._layer_weight_table(style_layer_weights)
+        self.register_buffer("layer_weight_table", table, persistent=False)  # (S, L)
+        # Style 0's weights by layer: the single-style term (and scripts that weigh one layer).
+        self.style_layer_weights = dict(zip(self.style_layers, table[0].tolist(), strict=True))
+        self.weighted_layers = [n for n, used in zip(self.style_layers, table.any(0).tolist(), strict=True) if used]
         factors = torch.tensor([1.0] * self.num_styles if style_factors is None else list(style_factors))
         if len(factors) != self.num_styles:
             raise FastStyleError(f"{len(factors)} style factors for {self.num_styles} style images: give one per style")
@@ -291,6 +291,27 @@ class PerceptualLoss(nn.Module):
             else:  # per style (S,)
                 scale = gram.square().mean((1, 2)).clamp_min(1e-12) if normalize else torch.ones(self.num_styles)
             self.register_buffer(f"style_scale_{name}", scale, persistent=False)
+
+    def _layer_weight_table(self, weights: Sequence[float] | Sequence[Sequence[float]] | None) -> torch.Tensor:
+        """``style_layer_weights`` -> an ``(S, L)`` fp32 table: one row per style, one column per style layer."""
+        layers = len(self.style_layers)
+        if weights is None:
+            return torch.ones(self.num_styles, layers)
+        rows = list(weights)
+        if rows and all(isinstance(w, (int, float)) for w in rows):
+            rows = [rows] * self.num_styles  # one list for every style
+        elif len(rows) != self.num_styles:
+            raise FastStyleError(
+                f"{len(rows)} lists of style layer weights for {self.num_styles} styles: give one list per style"
+            )
+        rows = [[1.0] * layers if row is None else row for row in rows]  # None: all 1
+        for row in rows:
+            if len(row) != layers:
+                raise FastStyleError(
+                    f"loss.style_layer_weights has {len(row)} values for {layers} style layers "
+                    f"{self.style_layers}: give one weight per layer"
+                )
+        return torch.tensor([[float(w) for w in row] for row in rows])
 
     def style_gram(self, name: str) -> torch.Tensor:
         return getattr(self, f"style_gram_{name}")
@@ -312,18 +333,19 @@ class PerceptualLoss(nn.Module):
 
     def _multi_style_term(self, features: dict[str, torch.Tensor], style_index: torch.Tensor) -> torch.Tensor:
         """Each sample against its own style's Gram (``style_index`` ``(B,)`` long), weighted by
-        that style's factor and scale; the mean over samples (fp32 scalar). With every sample on
-        style 0 of a single-style loss it equals the plain term."""
+        that style's factor, scale and layer weights; the mean over samples (fp32 scalar). With
+        every sample on style 0 of a single-style loss it equals the plain term."""
         total = 0.0
         factors = self.style_factors[style_index]
-        for n in self.style_layers:
-            if self.style_layer_weights[n] == 0:
+        layer_weights = self.layer_weight_table[style_index]  # (B, L): each sample's own style
+        for column, n in enumerate(self.style_layers):
+            if n not in self.weighted_layers:  # no style uses this layer
                 continue
             gram = gram_matrix(features[n])
             target = self.style_gram(n)[style_index]
             scale = getattr(self, f"style_scale_{n}").reshape(-1)[style_index if self.num_styles > 1 else 0]
             per_sample = (gram - target).square().mean((1, 2)) / scale
-            total = total + self.style_layer_weights[n] * (per_sample * factors).mean()
+            total = total + (layer_weights[:, column] * per_sample * factors).mean()
         return total
 
     def content_error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
