@@ -41,19 +41,18 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
     # [] for the single style of style=; style_weight_factors replace the styles' own factors
     styles = style_set(cfg.get("styles"), StyleConfig, cfg.get("style_weight_factors"))
     names = [style["name"] for style in styles]
+    layer_weights = cfg.loss.style_layer_weights
     if styles:  # one net, several styles: conditional instance norm (one scale and shift per style)
         net = instantiate(cfg.model, num_styles=len(styles))
         paintings = [load_style_image(OmegaConf.create(style)) for style in styles]
         factors = [float(style["style_weight_factor"]) for style in styles]
         style_weight = cfg.loss.style_weight
-        layer_weights = cfg.loss.style_layer_weights
         if cfg.get("per_style_layer_weights") is not None:  # each style its own (null: the shared list)
             layer_weights = [layer_weights if row is None else row for row in cfg.per_style_layer_weights]
     else:
         net = instantiate(cfg.model)
         paintings, factors = load_style_image(cfg.style), None
         style_weight = cfg.loss.style_weight * cfg.style.get("style_weight_factor", 1.0)
-        layer_weights = cfg.loss.style_layer_weights
     new_styles = None
     if cfg.get("init_from"):
         new_styles = initialize_from(net, cfg.init_from, names or [cfg.style.name])
