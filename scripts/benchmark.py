@@ -3,12 +3,15 @@
     python scripts/benchmark.py                          # 256x256, batch 4, bf16-mixed, this machine
     python scripts/benchmark.py batch=16 precision=bf16-mixed compile=true device=cuda
     python scripts/benchmark.py loader=/data/coco256 workers=2   # packed-data loader only
+    python scripts/benchmark.py device=cuda profile=true         # + the step's top GPU kernels
 
 "project" runs StyleTransferModule through a Lightning Trainer (precision plugin, channels_last,
 optimizer step, logging: everything ``train.py`` runs except data decoding, which is replaced by
 random uint8 batches). "reference" is the pytorch/examples fast_neural_style loop on the same
 TransformerNet and VGG16 with Adam, in fp32, eager, NCHW. Both report images/s as the median of
-several timed windows after a warm-up. Weights are random: speed does not depend on them.
+several timed windows after a warm-up. Weights are random: speed does not depend on them. On CUDA
+each line also gives the peak GPU memory allocated by that loop; ``profile=true`` runs one more
+window under ``torch.profiler`` after the timed ones and prints the kernels that took the most time.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class BenchmarkConfig:
     loader: str | None = existing(None, "folder", "pass a folder written by scripts/prepare_data.py")
     workers: int = setting(2, **at_least(0))
     loader_images: int = setting(20000, **at_least(1))
+    profile: bool = False  # one extra window under torch.profiler: the top kernels (not timed)
 
 
 def sync(device) -> None:
@@ -49,6 +53,17 @@ def sync(device) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def peak_memory(device) -> str:
+    """`` peak 3.1 GiB`` (GPU memory allocated since the last reset) on CUDA, else ``""``; resets it."""
+    import torch
+
+    if device.type != "cuda":
+        return ""
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return f", peak {peak:.1f} GiB"
 
 
 def windows_throughput(step, device, batch: int, warmup: int, window: int, windows: int) -> list[float]:
@@ -131,20 +146,29 @@ def project_rates(args, device) -> list[float]:
     total_steps = args.warmup + args.window * args.windows
     batches = [{"images": data[i % 8], "skipped": []} for i in range(total_steps)]
 
+    profiled = args.window if args.profile else 0
+    batches += batches[:profiled]
+
     class Timer(pl.Callback):
         def __init__(self):
             self.marks = []
+            self.profiler = None
 
         def on_train_batch_end(self, trainer, *_):
             sync(device)
             self.marks.append(time.perf_counter())
+            if profiled and len(self.marks) == total_steps:  # the timed windows are over
+                self.profiler = torch.profiler.profile(activities=profiler_activities(device))
+                self.profiler.__enter__()
+            elif self.profiler is not None and len(self.marks) == total_steps + profiled:
+                self.profiler.__exit__(None, None, None)
 
     timer = Timer()
     trainer = pl.Trainer(
         accelerator=device.type,
         devices=1,
         precision=args.precision,
-        max_steps=total_steps,
+        max_steps=total_steps + profiled,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -153,10 +177,44 @@ def project_rates(args, device) -> list[float]:
         log_every_n_steps=25,
     )
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    if timer.profiler is not None:
+        print_top_kernels(timer.profiler, device, profiled)
     marks = timer.marks[args.warmup - 1 :]
     return [
         args.batch * args.window / (marks[(i + 1) * args.window] - marks[i * args.window]) for i in range(args.windows)
     ]
+
+
+def profiler_activities(device) -> list:
+    import torch
+
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return activities
+
+
+def print_top_kernels(profiler, device, steps: int, rows: int = 15) -> None:
+    """The GPU kernels (on the CPU: the ops) that took the most time per step, with their share.
+
+    On CUDA only kernel events count: the ops that launch them and the ``record_function`` ranges
+    (Lightning wraps the whole step, closure included, in ``Optimizer.step``) would count twice."""
+    from torch.autograd import DeviceType
+
+    averages = profiler.key_averages()
+    if device.type == "cuda":
+        events = [e for e in averages if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", 0)]
+        self_time = lambda e: e.self_device_time_total  # noqa: E731
+    else:
+        events = list(averages)
+        self_time = lambda e: e.self_cpu_time_total  # noqa: E731
+    events = [e for e in events if self_time(e) > 0]
+    total = sum(self_time(e) for e in events) or 1
+    kind = "GPU kernels" if device.type == "cuda" else "CPU ops"
+    print(f"top {kind} by self time ({steps} profiled steps; {total / 1e3 / steps:.2f} ms of them per step):")
+    for event in sorted(events, key=self_time, reverse=True)[:rows]:
+        ms = self_time(event) / 1e3 / steps
+        print(f"  {ms:8.3f} ms {100 * self_time(event) / total:5.1f}%  {event.count // steps:4d}x  {event.key[:90]}")
 
 
 def loader_rate(args) -> None:
@@ -202,12 +260,13 @@ def main(args) -> None:
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     print(f"device: {describe(device)}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch}")
+    peak_memory(device)
     if args.reference:  # first: the project's allocator setting is process-wide
         reference = statistics.median(reference_rates(args, device))
-        print(f"reference (fp32 eager, pytorch/examples loop): {reference:8.2f} img/s", flush=True)
+        print(f"reference (fp32 eager, pytorch/examples loop): {reference:8.2f} img/s{peak_memory(device)}", flush=True)
     project = statistics.median(project_rates(args, device))
     label = f"{args.precision}{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}"
-    print(f"project   ({label}): {project:8.2f} img/s")
+    print(f"project   ({label}): {project:8.2f} img/s{peak_memory(device)}")
     if args.reference:
         print(f"ratio: {project / reference:.2f}x")
 

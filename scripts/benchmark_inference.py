@@ -9,7 +9,8 @@ then ``windows`` windows of ``iters`` runs; the median window gives ms per image
 prints its max abs difference from the reference output on the [0, 1] scale, so a fast but wrong
 precision shows. ``bf16``/``fp16``/``torchscript*``/``onnx`` rows run through ``load_backend``, i.e.
 exactly what ``stylize.py precision=...`` does (including the host-device copies). Without ``ckpt`` a freshly initialised Johnson network is timed (speed does not
-depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080p throughput.
+depend on the weights). On CUDA, try ``size=1920x1080 batch=8`` for batched 1080p throughput; a
+last column gives each row's peak GPU memory (the eager network stays resident throughout).
 
 ``openvino``/``openvino_bf16`` run the OpenVINO IR export (``stylize.py ckpt=final.xml
 [precision=bf16]``, the ``openvino`` extra) on the CPU with ``INFERENCE_PRECISION_HINT`` f32/bf16;
@@ -164,11 +165,25 @@ def benchmark(args) -> list[tuple[str, float, float]]:
         wanted.append("compile_bf16")
     if not cuda and "fp16" in wanted:
         wanted.remove("fp16")  # CPUs without fp16 units emulate it: not a deployment option
+
+    def peak_gib() -> str:
+        """Peak GPU memory allocated since the last call (CUDA only: a column of its own)."""
+        if not cuda:
+            return ""
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+        return f"{peak:>10.2f}"
+
+    peak_gib()
     reference_out = candidates["eager32"]()(batch).float().cpu()
     reference = time_it(candidates["eager32"](), batch, device, warmup, windows, iters)
     rows = [("eager32", reference, 0.0)]
-    print(f"{'backend':<22}{'ms/image':>10}{'images/s':>10}{'speed-up':>10}{'max diff':>10}")
-    print(f"{'eager32 (reference)':<22}{reference * 1e3:>10.1f}{1 / reference:>10.2f}{1.0:>9.2f}x{0.0:>10.1e}")
+    print(
+        f"{'backend':<22}{'ms/image':>10}{'images/s':>10}{'speed-up':>10}{'max diff':>10}" + cuda * f"{'peak GiB':>10}"
+    )
+    print(
+        f"{'eager32 (reference)':<22}{reference * 1e3:>10.1f}{1 / reference:>10.2f}{1.0:>9.2f}x{0.0:>10.1e}{peak_gib()}"
+    )
     for name in wanted:
         if name == "eager32":
             continue
@@ -178,9 +193,11 @@ def benchmark(args) -> list[tuple[str, float, float]]:
             seconds = time_it(run, batch, device, warmup, windows, iters)
         except (RuntimeError, FastStyleError) as exc:  # e.g. a precision this build lacks
             print(f"{name:<22} skipped: {' '.join(str(exc).split())[:100]}")
+            peak_gib()
             continue
         rows.append((name, seconds, diff))
-        print(f"{name:<22}{seconds * 1e3:>10.1f}{1 / seconds:>10.2f}{reference / seconds:>9.2f}x{diff:>10.1e}")
+        line = f"{name:<22}{seconds * 1e3:>10.1f}{1 / seconds:>10.2f}{reference / seconds:>9.2f}x{diff:>10.1e}"
+        print(line + peak_gib())
     best = min(rows, key=lambda row: row[1])
     print(f"fastest: {best[0]} at {reference / best[1]:.2f}x the eager fp32 reference")
     return rows

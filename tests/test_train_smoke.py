@@ -77,7 +77,13 @@ def test_bad_training_input(photos_dir, tmp_path):
         "train.py", *base, f"style.image={painting}", "style.sha256=" + "0" * 64, f"hydra.run.dir={tmp_path / 'r3'}"
     )
     assert_one_line_error(bad_sha, "sha256")
-    for run in ("r1", "r2", "r3"):
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(3):  # three photos, batches of 4: whole batches only, so 0 steps
+        Image.new("RGB", (40, 40), (80 * i, 90, 20)).save(few / f"p{i}.png")
+    too_few = run_script("train.py", *base, f"data.root={few}", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'r4'}")
+    assert_one_line_error(too_few, "3 photos", "data.batch_size=4")
+    for run in ("r1", "r2", "r3", "r4"):
         assert not list((tmp_path / run).glob("*.ckpt"))
 
 

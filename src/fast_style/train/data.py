@@ -193,6 +193,8 @@ class PhotoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
         iterable = isinstance(self.dataset, IterableDataset)
+        if not iterable:
+            self._check_enough_photos(len(self.dataset))
         return DataLoader(
             self.dataset,
             batch_size=self.batch_size,
@@ -203,6 +205,18 @@ class PhotoDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def _check_enough_photos(self, photos: int) -> None:
+        """A full batch per process, or the run would train 0 steps (whole batches only) and still
+        write a "final" model: refuse with one line instead."""
+        trainer = getattr(self, "trainer", None)
+        processes = trainer.world_size if trainer is not None else 1
+        if photos < self.batch_size * processes:
+            gpus = f" x {processes} processes" if processes > 1 else ""
+            raise FastStyleError(
+                f"data has {photos} photos, fewer than one batch (data.batch_size={self.batch_size}{gpus}): "
+                "add photos or lower data.batch_size"
+            )
 
     def sample_images(self, count: int = 4) -> torch.Tensor:
         """Fixed centre crops ``uint8 (count, 3, S, S)`` of the first decodable photos, for visual checks."""
