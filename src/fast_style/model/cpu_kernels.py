@@ -137,7 +137,7 @@ class FastInstanceNorm2d(nn.InstanceNorm2d):
                 return _channels_last_instance_norm(x, self.weight, self.bias, self.eps)
             # CPU only: on CUDA (H200, docs/performance.md) copying the NCHW result back made a
             # channels-last net slower, not faster (1080p inference 32.9 vs 21.3 ms per image,
-            # training 440 vs 463 img/s), and so did a layout-keeping var_mean norm.
+            # training 441 vs 463 img/s), and so did a layout-keeping var_mean norm.
             if not torch.compiler.is_exporting() and x.device.type == "cpu" and _is_channels_last(x):
                 y = F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
                 return y.contiguous(memory_format=torch.channels_last)
