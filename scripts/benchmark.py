@@ -57,13 +57,10 @@ def sync(device) -> None:
 
 def peak_memory(device) -> str:
     """`` peak 3.1 GiB`` (GPU memory allocated since the last reset) on CUDA, else ``""``; resets it."""
-    import torch
+    from fast_style.infer.stylizer import take_peak_gpu_gib
 
-    if device.type != "cuda":
-        return ""
-    peak = torch.cuda.max_memory_allocated(device) / 2**30
-    torch.cuda.reset_peak_memory_stats(device)
-    return f", peak {peak:.1f} GiB"
+    peak = take_peak_gpu_gib(device)
+    return "" if peak is None else f", peak {peak:.1f} GiB"
 
 
 def windows_throughput(step, device, batch: int, warmup: int, window: int, windows: int) -> list[float]:

@@ -37,7 +37,7 @@ from fast_style.config.schema import at_least, device_setting, existing, setting
 from fast_style.errors import FastStyleError
 from fast_style.infer.backends import load_backend
 from fast_style.infer.export import export_stylizer
-from fast_style.infer.stylizer import Stylizer, load_stylizer, resolve_device
+from fast_style.infer.stylizer import Stylizer, load_stylizer, resolve_device, take_peak_gpu_gib
 from fast_style.model.cpu_kernels import use_fast_kernels
 from fast_style.model.networks import TransformerNet
 
@@ -168,11 +168,8 @@ def benchmark(args) -> list[tuple[str, float, float]]:
 
     def peak_gib() -> str:
         """Peak GPU memory allocated since the last call (CUDA only: a column of its own)."""
-        if not cuda:
-            return ""
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-        torch.cuda.reset_peak_memory_stats(device)
-        return f"{peak:>10.2f}"
+        peak = take_peak_gpu_gib(device)
+        return "" if peak is None else f"{peak:>10.2f}"
 
     peak_gib()
     reference_out = candidates["eager32"]()(batch).float().cpu()

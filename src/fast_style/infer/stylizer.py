@@ -105,3 +105,15 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise FastStyleError(f"device={device} but CUDA is not available here: use device=cpu or device=auto")
     return torch.device(device)
+
+
+def take_peak_gpu_gib(device: torch.device) -> float | None:
+    """GiB of GPU memory allocated at the peak since the last call (then reset); None off CUDA.
+
+    The benchmarks call it once before a loop and once after, so each loop reports its own peak.
+    """
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
